@@ -1,0 +1,276 @@
+"""Objectives as pure functions.
+
+Each function returns a quantity to **maximise**: a bound per sample, shape ``(B,)``, or, for
+batch-level statistics such as DCCA, a scalar. The caller reduces and negates:
+``loss = -elbo(...).mean()``. No function here samples; callers pass the latent samples ``z``,
+so each objective can be checked against closed forms (tests/test_losses.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, kl_divergence
+
+__all__ = [
+    "log_likelihood",
+    "kl",
+    "elbo",
+    "log_importance_weights",
+    "iwae",
+    "jnf_ljm",
+    "subset_log_density",
+    "canonical_correlations",
+    "dcca",
+]
+
+
+def log_likelihood(
+    px_z: Mapping[str, Distribution],
+    x: Mapping[str, Tensor],
+    weights: Mapping[str, float] | None = None,
+) -> Tensor:
+    """Weighted multimodal log-likelihood ``sum_j lambda_j log p(x_j|z)``.
+
+    Args:
+        px_z: decoder distributions per modality, batch shape ``(..., B)``.
+        x: observations per modality, ``(B, *event_shape)``.
+        weights: optional rescaling ``lambda_j`` per modality (default 1).
+
+    Returns:
+        ``(..., B)`` log-likelihoods (the leading dims are those of ``z``).
+
+    Raises:
+        ValueError: if a decoder has no matching observation or a weight names no modality.
+    """
+    missing = sorted(set(px_z) - set(x))
+    if missing:
+        raise ValueError(f"no observation for decoded modalities {missing}; x has {sorted(x)}")
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - set(px_z))
+    if unknown:
+        raise ValueError(f"weights name unknown modalities {unknown}; decoders: {sorted(px_z)}")
+    return sum(weights.get(m, 1.0) * px_z[m].log_prob(x[m]) for m in px_z)
+
+
+def kl(q: Distribution, p: Distribution, z: Tensor | None = None) -> Tensor:
+    """``KL(q || p)``: closed form when torch has one, else a Monte-Carlo estimate at ``z``.
+
+    Args:
+        q: distribution with batch shape ``(B,)``.
+        p: distribution broadcastable to ``q``.
+        z: ``(..., B, D)`` samples from ``q``, needed only without a closed form.
+
+    Returns:
+        ``(B,)`` divergences (estimates are averaged over the leading sample dims).
+
+    Raises:
+        ValueError: without a closed form and without ``z``.
+    """
+    try:
+        return kl_divergence(q, p)
+    except NotImplementedError:
+        if z is None:
+            raise ValueError(
+                f"KL({type(q).__name__} || {type(p).__name__}) has no closed form; pass samples z"
+            ) from None
+        log_ratio = q.log_prob(z) - p.log_prob(z)
+        return log_ratio.reshape(-1, *log_ratio.shape[-1:]).mean(0)
+
+
+def elbo(
+    x: Mapping[str, Tensor],
+    qz_x: Distribution,
+    px_z: Mapping[str, Distribution],
+    pz: Distribution,
+    z: Tensor,
+    beta: float = 1.0,
+    weights: Mapping[str, float] | None = None,
+) -> Tensor:
+    """Multimodal evidence lower bound (the JNF stage-1 / joint-VAE objective).
+
+    ``E_q[sum_j lambda_j log p(x_j|z)] - beta KL(q(z|X) || p(z))``, the expectation estimated
+    with the given samples, the KL in closed form where available.
+
+    Args:
+        x: observations per modality, ``(B, ...)``.
+        qz_x: joint posterior ``q(z|X)``, batch ``(B,)``, event ``(D,)``.
+        px_z: decoders evaluated at ``z``, batch ``(..., B)``.
+        pz: prior ``p(z)``.
+        z: ``(B, D)`` or ``(K, B, D)`` samples from ``qz_x``.
+        beta: KL weight (JNF toy: 0.5, ``beta_prior``).
+        weights: likelihood rescaling ``lambda_j``.
+
+    Returns:
+        ``(B,)`` bounds; with ``beta=1`` and ``weights=None`` this lower-bounds ``log p(X)``.
+
+    References:
+        Senellart & Allassonniere, arXiv 2502.03952, stage 1 (MultiVae ``jnf_model.py:109-146``).
+    """
+    rec = log_likelihood(px_z, x, weights)
+    rec = rec.reshape(-1, rec.shape[-1]).mean(0)
+    return rec - beta * kl(qz_x, pz, z)
+
+
+def log_importance_weights(
+    x: Mapping[str, Tensor],
+    qz_x: Distribution,
+    px_z: Mapping[str, Distribution],
+    pz: Distribution,
+    z: Tensor,
+) -> Tensor:
+    """``log w = log p(X|z) + log p(z) - log q(z|X)`` for each sample.
+
+    Args:
+        x: observations per modality, ``(B, ...)``.
+        qz_x: proposal, batch ``(B,)``.
+        px_z: decoders evaluated at ``z``.
+        pz: prior.
+        z: ``(K, B, D)`` samples from ``qz_x``.
+
+    Returns:
+        ``(K, B)`` log importance weights.
+    """
+    return log_likelihood(px_z, x) + pz.log_prob(z) - qz_x.log_prob(z)
+
+
+def iwae(log_w: Tensor) -> Tensor:
+    """Importance-weighted bound ``log (1/K) sum_k w_k`` (Burda et al. 2016, arXiv 1509.00519).
+
+    Args:
+        log_w: ``(K, B)`` log importance weights from :func:`log_importance_weights`.
+
+    Returns:
+        ``(B,)`` bounds; ``K = 1`` gives the single-sample ELBO, and the expectation is
+        non-decreasing in ``K``.
+    """
+    return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
+
+
+def jnf_ljm(qz_xj: Mapping[str, Distribution], z: Tensor) -> Tensor:
+    """JNF stage-2 objective ``sum_j log q_j(z|x_j)`` at ``z ~ q(z|X)`` (joint model frozen).
+
+    With ``q(z|X)`` frozen its entropy is constant, so maximising the expectation of this
+    minimises ``sum_j KL(q(z|X) || q_j(z|x_j))``, the forward (mass-covering) KL.
+
+    Args:
+        qz_xj: unimodal posteriors per modality, batch ``(B,)``, event ``(D,)``.
+        z: ``(B, D)`` or ``(K, B, D)`` samples from the frozen joint posterior.
+
+    Returns:
+        ``(B,)`` values (averaged over leading sample dims).
+
+    References:
+        Senellart & Allassonniere, arXiv 2502.03952, stage 2 (MultiVae ``_compute_ljm``).
+    """
+    if len(qz_xj) == 0:
+        raise ValueError("jnf_ljm needs at least one unimodal posterior")
+    total = sum(q.log_prob(z) for q in qz_xj.values())
+    return total.reshape(-1, total.shape[-1]).mean(0)
+
+
+def subset_log_density(
+    z: Tensor,
+    posteriors: Sequence[Distribution],
+    pz: Distribution,
+    prior_exponent: float | None = None,
+) -> Tensor:
+    """Unnormalised ``log p(z|x_S) = sum_{j in S} log q_j(z|x_j) - e log p(z)``.
+
+    With modalities conditionally independent given ``z`` and ``q_j = p(z|x_j)`` exactly,
+    ``p(z|x_S) ∝ prod_j p(z|x_j) / p(z)^(|S|-1)``, so the exact exponent is ``e = |S| - 1``.
+    The public implementations use ``e = 1`` (exact only for ``|S| = 2``).
+
+    Args:
+        z: ``(..., B, D)`` points.
+        posteriors: the ``|S|`` unimodal posteriors, batch ``(B,)``.
+        pz: prior ``p(z)``.
+        prior_exponent: ``e``; ``None`` means ``|S| - 1``.
+
+    Returns:
+        ``(..., B)`` unnormalised log densities.
+
+    References:
+        Senellart & Allassonniere, arXiv 2502.03952, subset posteriors by PoE + HMC.
+    """
+    if len(posteriors) == 0:
+        raise ValueError("subset_log_density needs at least one posterior")
+    exponent = len(posteriors) - 1 if prior_exponent is None else prior_exponent
+    return sum(q.log_prob(z) for q in posteriors) - exponent * pz.log_prob(z)
+
+
+def _inv_sqrt(matrix: Tensor, eps: float) -> Tensor:
+    values, vectors = torch.linalg.eigh(matrix)
+    keep = values > eps
+    values = torch.where(keep, values, torch.ones_like(values))
+    inv = torch.where(keep, values.rsqrt(), torch.zeros_like(values))
+    return (vectors * inv.unsqueeze(-2)) @ vectors.transpose(-1, -2)
+
+
+def canonical_correlations(h1: Tensor, h2: Tensor, r: float = 1e-3, eps: float = 1e-9) -> Tensor:
+    """Regularised canonical correlations of two batches of projections (DCCA statistic).
+
+    ``T = S11^{-1/2} S12 S22^{-1/2}`` with ``Sii = cov(Hi) + r I``; returns the square roots of
+    the eigenvalues of ``T^T T + r I``, largest first.
+
+    Args:
+        h1: ``(m, o1)`` projections of modality 1 for a batch of ``m`` samples.
+        h2: ``(m, o2)`` projections of modality 2.
+        r: ridge added to the covariances and to ``T^T T`` (Andrew et al.: 1e-3).
+        eps: eigenvalues below this are dropped in the inverse square roots.
+
+    Returns:
+        ``(o2,)`` correlations, sorted in decreasing order.
+
+    Raises:
+        ValueError: on mismatched batch sizes or a batch of fewer than 2 samples.
+    """
+    if h1.shape[0] != h2.shape[0] or h1.shape[0] < 2:
+        raise ValueError(f"need two batches of equal size >= 2, got {h1.shape} and {h2.shape}")
+    m = h1.shape[0]
+    c1 = h1 - h1.mean(0, keepdim=True)
+    c2 = h2 - h2.mean(0, keepdim=True)
+    s12 = c1.T @ c2 / (m - 1)
+    s11 = c1.T @ c1 / (m - 1) + r * torch.eye(h1.shape[1], dtype=h1.dtype, device=h1.device)
+    s22 = c2.T @ c2 / (m - 1) + r * torch.eye(h2.shape[1], dtype=h2.dtype, device=h2.device)
+    t = _inv_sqrt(s11, eps) @ s12 @ _inv_sqrt(s22, eps)
+    tt = t.T @ t + r * torch.eye(t.shape[1], dtype=t.dtype, device=t.device)
+    values = torch.linalg.eigvalsh(tt).clamp(min=eps)
+    return values.flip(0).sqrt()
+
+
+def dcca(
+    h: Mapping[str, Tensor], top_k: int | None = None, r: float = 1e-3, eps: float = 1e-9
+) -> Tensor:
+    """Deep CCA objective: the sum of the ``top_k`` canonical correlations, summed over pairs.
+
+    Batch-level (scalar), not per sample: correlations are statistics of the whole batch.
+    The DCCA loss is its negative (Andrew et al. 2013, ICML, Eq. 10 with the ridge ``r``).
+
+    Args:
+        h: projections ``g_j(x_j)`` per modality, each ``(m, o)``; at least two modalities.
+        top_k: number of largest correlations kept per pair (``None``: all of them; the JNF
+            toy uses 1, and the reference notes that keeping all "generally leads to NaN").
+        r: ridge, as in :func:`canonical_correlations`.
+        eps: eigenvalue floor, as in :func:`canonical_correlations`.
+
+    Returns:
+        A scalar to maximise.
+
+    References:
+        Andrew, Arora, Bilmes, Livescu, "Deep Canonical Correlation Analysis", ICML 2013;
+        Senellart & Allassonniere, arXiv 2502.03952 (JNF-Shared projectors).
+    """
+    if len(h) < 2:
+        raise ValueError(f"dcca needs at least two modalities, got {sorted(h)}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be None or >= 1, got {top_k}")
+    total = 0.0
+    for a, b in itertools.combinations(sorted(h), 2):
+        corr = canonical_correlations(h[a], h[b], r=r, eps=eps)
+        total = total + (corr if top_k is None else corr[:top_k]).sum()
+    return total

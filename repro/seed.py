@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
-__all__ = ["seed_everything"]
+__all__ = ["seed_everything", "default_dtype"]
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
@@ -39,3 +41,24 @@ def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
     generator = torch.Generator()
     generator.manual_seed(seed)
     return generator
+
+
+@contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Temporarily set torch's default floating dtype.
+
+    Experiments build their models under a fixed dtype, so that parameter initialisation (which
+    draws different random numbers in float32 and float64) does not depend on the caller's.
+
+    Args:
+        dtype: e.g. ``torch.float32``.
+
+    Yields:
+        Nothing; the previous default is restored on exit.
+    """
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)

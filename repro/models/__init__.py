@@ -1,0 +1,1 @@
+"""Models: networks that return ``torch.distributions`` objects."""

@@ -1,0 +1,118 @@
+"""Decoders: networks that map latents to observation likelihoods ``p(x|z)``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Bernoulli, Distribution, Independent, Laplace, Normal
+
+from repro.models.encoders import mlp
+
+__all__ = ["LIKELIHOODS", "likelihood", "MLPDecoder", "ConvDecoder"]
+
+LIKELIHOODS = ("bernoulli", "normal", "laplace")
+
+
+def likelihood(out: Tensor, kind: str, scale: float, event_dims: int) -> Distribution:
+    """Turn raw decoder outputs into a likelihood.
+
+    Args:
+        out: ``(..., *event_shape)`` raw outputs (logits).
+        kind: ``"bernoulli"`` (logits), ``"normal"`` or ``"laplace"`` (mean ``sigmoid(out)``,
+            fixed ``scale``).
+        scale: standard deviation / scale of the continuous likelihoods.
+        event_dims: number of trailing event dimensions.
+
+    Returns:
+        An ``Independent`` distribution whose ``mean`` is the image in ``[0, 1]``.
+
+    Raises:
+        ValueError: for an unknown ``kind``.
+    """
+    if kind == "bernoulli":
+        base: Distribution = Bernoulli(logits=out)
+    elif kind == "normal":
+        base = Normal(torch.sigmoid(out), scale)
+    elif kind == "laplace":
+        base = Laplace(torch.sigmoid(out), scale)
+    else:
+        raise ValueError(f"unknown likelihood {kind!r}; choose one of {LIKELIHOODS}")
+    return Independent(base, event_dims)
+
+
+class MLPDecoder(nn.Module):
+    """MLP from ``z`` to an image likelihood.
+
+    Args:
+        latent_dim: ``D``.
+        hidden: hidden widths (JNF toy: ``(512,)``).
+        out_shape: observation shape, e.g. ``(1, 32, 32)``.
+        kind: likelihood family, see :func:`likelihood`.
+        scale: scale of continuous likelihoods.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        hidden: Sequence[int],
+        out_shape: Sequence[int],
+        kind: str = "bernoulli",
+        scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if kind not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {kind!r}; choose one of {LIKELIHOODS}")
+        self.out_shape = tuple(out_shape)
+        self.kind, self.scale = kind, scale
+        self.net = mlp((latent_dim, *hidden, math.prod(self.out_shape)))
+
+    def forward(self, z: Tensor) -> Distribution:
+        """Map ``(..., D)`` latents to ``p(x|z)`` with batch ``(...)``."""
+        out = self.net(z).unflatten(-1, self.out_shape)
+        return likelihood(out, self.kind, self.scale, len(self.out_shape))
+
+
+class ConvDecoder(nn.Module):
+    """Linear layer, then transposed convolutions (4x4, stride 2) up to a square image.
+
+    Args:
+        latent_dim: ``D``.
+        out_channels: image channels.
+        image_size: side length; must be divisible by ``2**len(channels)``.
+        channels: channels before each transposed conv, coarsest first.
+        kind: likelihood family.
+        scale: scale of continuous likelihoods.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        out_channels: int,
+        image_size: int,
+        channels: Sequence[int] = (128, 64, 32),
+        kind: str = "bernoulli",
+        scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        factor = 2 ** len(channels)
+        if image_size % factor:
+            raise ValueError(f"image_size {image_size} must be divisible by {factor}")
+        if kind not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {kind!r}; choose one of {LIKELIHOODS}")
+        self.kind, self.scale = kind, scale
+        self.start = (channels[0], image_size // factor, image_size // factor)
+        self.fc = nn.Sequential(nn.Linear(latent_dim, math.prod(self.start)), nn.ReLU())
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(channels, [*channels[1:], out_channels], strict=True):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
+        self.body = nn.Sequential(*layers[:-1])
+
+    def forward(self, z: Tensor) -> Distribution:
+        """Map ``(..., D)`` latents to ``p(x|z)`` over ``(C, H, W)`` images, batch ``(...)``."""
+        lead = z.shape[:-1]
+        h = self.fc(z.reshape(-1, z.shape[-1])).reshape(-1, *self.start)
+        out = self.body(h)
+        return likelihood(out.reshape(*lead, *out.shape[1:]), self.kind, self.scale, 3)

@@ -1,0 +1,160 @@
+import pytest
+import torch
+
+from repro.config import TrainConfig
+from repro.distributions import product_of_experts
+from repro.flows import FlowPosterior
+from repro.models.decoders import ConvDecoder, MLPDecoder, likelihood
+from repro.models.encoders import ConvEncoder, JointMLPEncoder, MLPEncoder, ProjectedEncoder, mlp
+from repro.models.jnf import JNF
+from repro.models.joint import JointVAE
+from repro.train import evaluate, fit
+
+SHAPE = (1, 6, 6)
+MODS = ("a", "b", "c")
+
+
+def _model(flows=True, projectors=False, d=2):
+    joint = JointVAE(
+        JointMLPEncoder({m: SHAPE for m in MODS}, d, hidden=16, joint_hidden=(16,)),
+        {m: MLPDecoder(d, (16,), SHAPE, kind="normal") for m in MODS},
+        d,
+    )
+    proj = {m: torch.nn.Sequential(torch.nn.Flatten(), mlp((36, 8, 1))) for m in MODS}
+
+    def uni(m):
+        enc = (
+            ProjectedEncoder(proj[m], MLPEncoder((1,), (8,), d))
+            if projectors
+            else MLPEncoder(SHAPE, (16,), d)
+        )
+        return FlowPosterior(enc, d, hidden=(8,)) if flows else enc
+
+    return JNF(joint, {m: uni(m) for m in MODS}, projectors=proj if projectors else None, beta=0.5)
+
+
+def _data(n=40):
+    g = torch.Generator().manual_seed(0)
+    return {m: torch.rand(n, *SHAPE, generator=g) for m in MODS}
+
+
+def test_encoder_decoder_shapes():
+    x = torch.rand(5, 3, 32, 32)
+    q = ConvEncoder(3, 32, 4)(x)
+    assert q.batch_shape == (5,) and q.event_shape == (4,)
+    p = ConvDecoder(4, 3, 32, kind="laplace", scale=0.75)(q.rsample((2,)))
+    assert p.batch_shape == (2, 5) and p.event_shape == (3, 32, 32)
+    assert p.mean.min() >= 0 and p.mean.max() <= 1
+    p = MLPDecoder(4, (8,), (1, 6, 6))(torch.zeros(7, 4))
+    assert p.batch_shape == (7,) and p.event_shape == (1, 6, 6)
+    with pytest.raises(ValueError, match="unknown likelihood"):
+        likelihood(torch.zeros(2), "poisson", 1.0, 1)
+    with pytest.raises(ValueError, match="divisible"):
+        ConvDecoder(4, 1, 28)
+    with pytest.raises(ValueError, match="every modality"):
+        JointMLPEncoder({"a": SHAPE, "b": SHAPE}, 2)({"a": torch.zeros(1, *SHAPE)})
+
+
+@pytest.mark.parametrize("flows,projectors", [(False, False), (True, False), (True, True)])
+def test_every_stage_parameter_gets_a_gradient(flows, projectors):
+    model = _model(flows, projectors)
+    x = _data(8)
+    bounds = {"joint": model.joint_bound, "unimodal": model.unimodal_bound}
+    if projectors:
+        bounds["projectors"] = model.projector_bound
+    modules = {"joint": model.joint, "unimodal": model.unimodal, "projectors": model.projectors}
+    for stage, bound in bounds.items():
+        model.set_stage(stage)
+        model.zero_grad(set_to_none=True)
+        bound(x).mean().backward()
+        trainable = [(n, p) for n, p in modules[stage].named_parameters() if p.requires_grad]
+        assert trainable, stage
+        assert all(p.grad is not None for _, p in trainable), stage
+        # correlations are shift-invariant: the projector's output bias has zero gradient
+        invariant = {f"{m}.1.2.bias" for m in MODS} if stage == "projectors" else set()
+        zero = {n for n, p in trainable if float(p.grad.abs().max()) < 1e-10}
+        assert zero == invariant, (stage, zero)
+
+
+@pytest.mark.parametrize("stage", ["projectors", "joint", "unimodal"])
+def test_training_step_changes_exactly_the_stage_parameters(stage):
+    model = _model(flows=True, projectors=True)
+    model.set_stage(stage)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    bound = {
+        "projectors": model.projector_bound,
+        "joint": model.joint_bound,
+        "unimodal": model.unimodal_bound,
+    }
+    fit(model, bound[stage], _data(), TrainConfig(epochs=1, batch_size=20, progress=False))
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == trainable
+    modules = {"projectors": model.projectors, "joint": model.joint, "unimodal": model.unimodal}
+    params = dict(model.named_parameters())
+    stage_ids = {id(p) for p in modules[stage].parameters()}
+    if stage == "unimodal":  # the projectors inside the unimodal encoders stay frozen
+        stage_ids -= {id(p) for p in model.projectors.parameters()}
+    assert {id(params[n]) for n in trainable} == stage_ids
+
+
+def test_evaluation_does_not_change_weights():
+    model = _model()
+    model.set_stage("joint")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    evaluate(model, model.joint_bound, _data(), batch_size=16)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+def test_stage_errors():
+    model = _model()
+    with pytest.raises(ValueError, match="unknown stage"):
+        model.set_stage("projectors")
+    with pytest.raises(ValueError, match="no projectors"):
+        model.projector_bound(_data(4))
+    with pytest.raises(ValueError, match="must match"):
+        JNF(model.joint, {"a": model.unimodal["a"]})
+    with pytest.raises(ValueError, match="subset"):
+        model.sample_posterior(_data(4), ["z"])
+
+
+def test_sample_posterior_and_generate_cover_every_subset_size():
+    model = _model()
+    x = _data(4)
+    g = torch.Generator().manual_seed(0)
+    assert model.sample_posterior(x, MODS, n=3, generator=g).shape == (3, 4, 2)
+    assert model.sample_posterior(x, ["b"], n=3, generator=g).shape == (3, 4, 2)
+    z = model.sample_posterior(x, ["a", "c"], n=3, generator=g, hmc_steps=5, n_leapfrog=3)
+    assert z.shape == (3, 4, 2) and bool(torch.isfinite(z).all())
+    out = model.generate(x, ["a", "c"], n=2, generator=g, hmc_steps=3)
+    assert set(out) == set(MODS) and out["b"].shape == (2, 4, *SHAPE)
+
+
+def test_hmc_subset_sampling_targets_the_poe_with_exponent():
+    # With Gaussian unimodal posteriors the subset target is Gaussian: HMC must hit its mean.
+    model = _model(flows=False)
+    x = {m: v[:1] for m, v in _data(1).items()}
+    subset = ["a", "b", "c"][:2]
+    # prod_j q_j / p^(|S|-1) is Gaussian: precision sum_j 1/s_j^2 - (|S|-1)
+    exact = product_of_experts([model.posterior(x, m) for m in subset])
+    var = 1 / (exact.stddev.pow(-2) - (len(subset) - 1))
+    mean = var * (exact.mean * exact.stddev.pow(-2))
+    xs = {m: v.expand(3000, *v.shape[1:]) for m, v in x.items()}
+    z = model.sample_posterior(
+        xs, subset, generator=torch.Generator().manual_seed(1), step_size=0.1
+    )
+    torch.testing.assert_close(z[0].mean(0), mean[0], atol=0.05, rtol=0)
+    torch.testing.assert_close(z[0].var(0), var[0], rtol=0.1, atol=0)
+
+
+def test_prior_exponent_flag_changes_the_target():
+    model = _model()
+    x = _data(2)
+    z = torch.randn(5, 2, 2)
+    exact = model.subset_log_density(x, MODS[:2], z)
+    model.prior_exponent = 1.0
+    same_for_two = model.subset_log_density(x, MODS[:2], z)
+    torch.testing.assert_close(exact, same_for_two)
+    differs = model.subset_log_density(x, MODS, z)
+    model.prior_exponent = None
+    assert not torch.allclose(differs, model.subset_log_density(x, MODS, z))

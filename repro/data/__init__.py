@@ -1,0 +1,1 @@
+"""Datasets: embedded defaults that run offline, and loaders for the real data."""

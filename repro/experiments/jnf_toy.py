@@ -1,0 +1,300 @@
+"""``jnf_toy_posteriors``: Gaussian vs flow vs DCCA unimodal posteriors on toy squares/circles.
+
+Reproduces the setting of Fig. 2 of Senellart & Allassonniere (arXiv 2502.03952). One joint VAE
+is trained (stage 1) and shared by three models that differ only in the unimodal posteriors
+fitted to it (stage 2): a diagonal Gaussian (the JMVAE-style baseline), a Gaussian pushed through
+a MAF (JNF), and a MAF posterior on the frozen DCCA projection ``g_j(x_j)`` (JNF-DCCA).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from repro.config import JNFToyConfig
+from repro.data.toy_square import MODALITIES, ToyPairs, fit_shapes, make_pairs
+from repro.distributions import rsample
+from repro.flows import FlowPosterior
+from repro.metrics.coherence import coherence
+from repro.models.decoders import MLPDecoder
+from repro.models.encoders import JointMLPEncoder, MLPEncoder, ProjectedEncoder, mlp
+from repro.models.jnf import JNF
+from repro.models.joint import JointVAE
+from repro.paths import cache_dir
+from repro.seed import default_dtype, seed_everything
+from repro.train import History, fit, resolve_device
+
+__all__ = ["VARIANTS", "ToyResult", "build_models", "run_jnf_toy", "check_predictions", "summary"]
+
+VARIANTS = ("gaussian", "flow", "dcca")
+SOURCE, TARGET = "square", "circle"  # condition on the square, generate circles
+LIMIT = 4.5  # the paper's axes, [-4.5, 4.5]^2 (the smallest we draw)
+
+
+@dataclass
+class ToyResult:
+    """Everything the figure and the summary need (no retraining to re-plot).
+
+    Attributes:
+        cfg: the config that produced it.
+        metrics: per variant, ``class_coherence``, ``heldout_log_q`` and ``unrealistic_rate``.
+        details: extra numbers for the sidecar (per-modality log q, rates at other thresholds,
+            DCCA correlation, throughput, ...).
+        samples: ``{"square", "circle"}`` example test pairs (panel a), ``(n, 1, S, S)``.
+        embedding: ``(n_scatter, 2)`` joint-posterior means of test pairs.
+        colour: ``(n_scatter,)`` ``(2 class - 1) * square size`` (sign: full/empty).
+        reference: ``(1, S, S)`` the reference square.
+        grid: ``(G,)`` coordinates of the density grid, on both axes.
+        density: per variant, ``(G, G)`` density of ``q(z|x_ref)`` on the grid (rows: y).
+        shown: per variant, ``(n_shown, 1, S, S)`` circles generated from the reference square.
+        shown_realistic: per variant, ``(n_shown,)`` bool, IoU with a clean shape >= threshold.
+        histories: per training stage, its :class:`repro.train.History`.
+        seconds: wall time of the whole run.
+    """
+
+    cfg: JNFToyConfig
+    metrics: dict[str, dict[str, float]]
+    details: dict[str, object]
+    samples: dict[str, Tensor]
+    embedding: Tensor
+    colour: Tensor
+    reference: Tensor
+    grid: Tensor
+    density: dict[str, Tensor]
+    shown: dict[str, Tensor]
+    shown_realistic: dict[str, Tensor]
+    histories: dict[str, History] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def build_models(cfg: JNFToyConfig) -> dict[str, JNF]:
+    """Build the three models around one shared joint VAE (networks of the paper's toy run).
+
+    Args:
+        cfg: the experiment config.
+
+    Returns:
+        ``{"gaussian", "flow", "dcca"}`` JNF models sharing the same ``joint`` module.
+    """
+    shape = (1, cfg.data.size, cfg.data.size)
+    d, h = cfg.latent_dim, cfg.hidden
+    joint = JointVAE(
+        JointMLPEncoder({m: shape for m in MODALITIES}, d, hidden=h, joint_hidden=(h,)),
+        {m: MLPDecoder(d, (h,), shape, kind=cfg.likelihood) for m in MODALITIES},
+        d,
+    )
+
+    def flow(encoder: nn.Module) -> FlowPosterior:
+        return FlowPosterior(encoder, d, transforms=cfg.flow_transforms, hidden=cfg.flow_hidden)
+
+    projectors = {
+        m: nn.Sequential(nn.Flatten(), mlp((shape[1] * shape[2], *cfg.dcca_hidden, cfg.dcca_dim)))
+        for m in MODALITIES
+    }
+    common = {"beta": cfg.beta, "dcca_top_k": cfg.dcca_top_k}
+    return {
+        "gaussian": JNF(joint, {m: MLPEncoder(shape, (h,), d) for m in MODALITIES}, **common),
+        "flow": JNF(joint, {m: flow(MLPEncoder(shape, (h,), d)) for m in MODALITIES}, **common),
+        "dcca": JNF(
+            joint,
+            {
+                m: flow(
+                    ProjectedEncoder(
+                        projectors[m], MLPEncoder((cfg.dcca_dim,), cfg.dcca_encoder_hidden, d)
+                    )
+                )
+                for m in MODALITIES
+            },
+            projectors=projectors,
+            **common,
+        ),
+    }
+
+
+def _split(cfg: JNFToyConfig, generator: torch.Generator) -> dict[str, ToyPairs]:
+    c = cfg.data
+    kwargs = {"size": c.size, "r_min": c.r_min, "r_max": c.r_max, "thickness": c.thickness}
+    return {
+        "train": make_pairs(c.n_train, generator, **kwargs),
+        "val": make_pairs(c.n_val, generator, **kwargs),
+        "test": make_pairs(c.n_test, generator, **kwargs),
+    }
+
+
+def _checkpoint(cfg: JNFToyConfig, stage: str) -> Path:
+    """Checkpoint file of a stage, keyed by a hash of the whole config (no stale resumes)."""
+    key = hashlib.sha1(json.dumps(asdict(cfg), sort_keys=True, default=str).encode()).hexdigest()
+    return cache_dir() / "checkpoints" / cfg.name / f"{key[:12]}_{stage}.pt"
+
+
+@torch.no_grad()
+def _evaluate(
+    cfg: JNFToyConfig, models: dict[str, JNF], test: ToyPairs, device: torch.device
+) -> tuple:
+    """Metrics, and the reference-square panels, with common random numbers across variants."""
+    x = {m: v.to(device) for m, v in test.x.items()}
+    joint = models["gaussian"].joint
+    q_joint = joint.encode(x)
+    z_joint = rsample(q_joint, (), torch.Generator().manual_seed(cfg.seed + 1))
+    # The paper's axes, [-4.5, 4.5]^2, widened in steps of 0.5 when the embeddings spread further.
+    spread = float(torch.quantile(q_joint.mean.abs().flatten().cpu(), 0.99))
+    limit = max(LIMIT, 0.5 * math.ceil(2 * (spread + 0.5)))
+    full = test.label == 1
+    ref = int(
+        torch.argmin(torch.where(full, (test.radius[SOURCE] - cfg.reference_radius).abs(), 9))
+    )
+    x_ref = {m: v[ref : ref + 1] for m, v in x.items()}
+    grid = torch.linspace(-limit, limit, cfg.grid_points, device=device)
+    yy, xx = torch.meshgrid(grid, grid, indexing="ij")
+    points = torch.stack([xx, yy], -1).reshape(-1, 1, 2)  # (G*G, 1, 2)
+    metrics, details, density, shown, realistic = {}, {}, {}, {}, {}
+    for name, model in models.items():
+        model.eval()
+        log_q = {m: float(model.posterior(x, m).log_prob(z_joint).mean()) for m in MODALITIES}
+        gen = model.generate(x, [SOURCE], generator=torch.Generator().manual_seed(cfg.seed + 2))
+        fitted = fit_shapes(gen[TARGET][0].cpu(), TARGET)
+        realistic_all = fitted.realistic(cfg.iou_threshold)
+        metrics[name] = {
+            "class_coherence": coherence(fitted.label, test.label),
+            "heldout_log_q": sum(log_q.values()) / len(log_q),
+            "unrealistic_rate": float((~realistic_all).double().mean()),
+        }
+        details[name] = {
+            "heldout_log_q_per_modality": log_q,
+            "unrealistic_rate_at_iou": {
+                str(t): float((~fitted.realistic(t)).double().mean()) for t in (0.7, 0.8, 0.9)
+            },
+            "mean_iou": float(fitted.iou.mean()),
+            "mean_misplaced": float(fitted.misplaced.mean()),
+        }
+        q_ref = model.posterior(x_ref, SOURCE)
+        density[name] = q_ref.log_prob(points).exp().reshape(len(grid), len(grid)).cpu()
+        circles = model.generate(
+            x_ref, [SOURCE], n=cfg.n_shown, generator=torch.Generator().manual_seed(cfg.seed + 3)
+        )[TARGET][:, 0].cpu()
+        shown[name] = circles
+        realistic[name] = fit_shapes(circles, TARGET).realistic(cfg.iou_threshold)
+    details["reference_index"] = ref
+    details["reference_radius"] = float(test.radius[SOURCE][ref])
+    return metrics, details, density, shown, realistic, grid.cpu(), z_joint
+
+
+def run_jnf_toy(cfg: JNFToyConfig) -> ToyResult:
+    """Train the shared joint VAE and the three unimodal posteriors; evaluate; collect panels.
+
+    Args:
+        cfg: the experiment config (see ``repro.config.get("jnf_toy_posteriors", ...)``).
+
+    Returns:
+        A :class:`ToyResult`.
+    """
+    with default_dtype(torch.float32):
+        return _run(cfg)
+
+
+def _run(cfg: JNFToyConfig) -> ToyResult:
+    tic = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    generator = seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    data = _split(cfg, generator)
+    train, val = data["train"].x, data["val"].x
+    models = build_models(cfg)
+    for model in models.values():
+        model.to(device)
+    histories = {}
+    dcca = models["dcca"]
+    dcca.set_stage("projectors")
+    histories["projectors"] = fit(
+        dcca.projectors, dcca.projector_bound, train, cfg.dcca_train, val, generator,
+        _checkpoint(cfg, "projectors"), desc="DCCA projectors",
+    )  # fmt: skip
+    joint_model = models["flow"]
+    joint_model.set_stage("joint")
+    histories["joint"] = fit(
+        joint_model.joint, joint_model.joint_bound, train, cfg.joint_train, val, generator,
+        _checkpoint(cfg, "joint"), desc="stage 1: joint VAE",
+    )  # fmt: skip
+    for name in VARIANTS:
+        model = models[name]
+        model.set_stage("unimodal")
+        histories[name] = fit(
+            model.unimodal, model.unimodal_bound, train, cfg.unimodal_train, val, generator,
+            _checkpoint(cfg, f"unimodal_{name}"), desc=f"stage 2: {name} posteriors",
+        )  # fmt: skip
+    test = data["test"]
+    metrics, details, density, shown, realistic, grid, _ = _evaluate(cfg, models, test, device)
+    with torch.no_grad():
+        n = min(cfg.n_scatter, len(test))
+        embedding = models["flow"].joint.encode({m: v[:n].to(device) for m, v in test.x.items()})
+        embedding = embedding.mean.cpu()
+    colour = (2 * test.label[:n] - 1) * test.radius[SOURCE][:n]
+    ref = details["reference_index"]
+    details["dcca_val_correlation"] = max(histories["projectors"].val, default=None)
+    details["train_samples_per_second"] = {k: h.samples_per_second for k, h in histories.items()}
+    details["paper_predictions"] = check_predictions(metrics)
+    return ToyResult(
+        cfg=cfg,
+        metrics=metrics,
+        details=details,
+        samples={m: test.x[m][:8] for m in MODALITIES},
+        embedding=embedding,
+        colour=colour,
+        reference=test.x[SOURCE][ref],
+        grid=grid,
+        density=density,
+        shown=shown,
+        shown_realistic=realistic,
+        histories=histories,
+        seconds=time.perf_counter() - tic,
+    )
+
+
+PREDICTIONS = (
+    ("heldout_log_q", "flow", ">=", "gaussian"),
+    ("class_coherence", "flow", ">", "gaussian"),
+    ("class_coherence", "dcca", ">", "gaussian"),
+)  # what the paper predicts (arXiv 2502.03952, Fig. 2 and its discussion)
+
+
+def check_predictions(metrics: dict[str, dict[str, float]]) -> dict[str, bool]:
+    """Whether each of the paper's predictions holds in ``metrics`` (unrounded values).
+
+    Args:
+        metrics: ``ToyResult.metrics``.
+
+    Returns:
+        ``{"flow >= gaussian on heldout_log_q": True, ...}``.
+    """
+    ops = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b}
+    return {
+        f"{a} {op} {b} on {key}": bool(ops[op](metrics[a][key], metrics[b][key]))
+        for key, a, op, b in PREDICTIONS
+    }
+
+
+def summary(result: ToyResult) -> str:
+    """The notebook's printed summary: rounded metrics and the paper's predictions.
+
+    Args:
+        result: the experiment result.
+
+    Returns:
+        A small text table (values rounded to 2 decimals, stable for nbval).
+    """
+    keys = ("class_coherence", "heldout_log_q", "unrealistic_rate")
+    lines = [f"{'posterior':10s}" + "".join(f"{k:>18s}" for k in keys)]
+    for name in VARIANTS:
+        lines.append(f"{name:10s}" + "".join(f"{result.metrics[name][k]:18.2f}" for k in keys))
+    lines.append("paper's predictions:")
+    for claim, holds in check_predictions(result.metrics).items():
+        lines.append(f"  {claim}: {'holds' if holds else 'does NOT hold'}")
+    return "\n".join(lines)

@@ -1,0 +1,38 @@
+"""The figures this package regenerates: name -> notebook, paper, what it shows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Figure", "FIGURES"]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One reproducible figure.
+
+    Attributes:
+        name: ``<paper>_<topic>``; also the stem of the figure files and the notebook.
+        paper: paper key (``jnf``, ``iai``, ``mmvm``, ``coord``).
+        reproduces: which figure of which paper.
+        notebook: path of the notebook, relative to ``notebooks/``.
+    """
+
+    name: str
+    paper: str
+    reproduces: str
+    notebook: str
+
+
+FIGURES: dict[str, Figure] = {
+    f.name: f
+    for f in (
+        Figure(
+            name="jnf_toy_posteriors",
+            paper="jnf",
+            reproduces="Senellart & Allassonniere (arXiv 2502.03952), Fig. 2: Gaussian vs flow "
+            "vs DCCA unimodal posteriors on toy squares/circles",
+            notebook="jnf_toy_posteriors.ipynb",
+        ),
+    )
+}

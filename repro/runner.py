@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from repro.config import PROFILES
-from repro.io import atomic_write_text
-from repro.paths import notebooks_dir, runs_dir
+from repro.io import atomic_write, atomic_write_text
+from repro.paths import figures_dir, notebooks_dir, runs_dir
 from repro.registry import FIGURES, Figure
 
 __all__ = ["NotebookFailed", "run_figures", "clean_notebook", "refresh_notebooks"]
@@ -121,7 +121,8 @@ def refresh_notebooks(
     """Re-execute committed notebooks in place with their saved (quick) parameters, then clean.
 
     This is how the committed outputs that nbval compares are produced: run it after changing
-    a notebook or the code behind it, and commit the result.
+    a notebook or the code behind it, and commit the result. The quick figure is also copied to
+    ``figures/readme/`` (committed, shown in the README; no other command writes there).
 
     Args:
         names: figures whose notebooks to refresh (default: all).
@@ -160,5 +161,9 @@ def refresh_notebooks(
             raise NotebookFailed(f"{path.name} failed: {exc}".splitlines()[0]) from exc
         seconds[name] = time.perf_counter() - tic
         atomic_write_text(path, nbformat.writes(clean_notebook(nb)) + "\n")
+        figure = figures_dir("quick") / f"{name}.png"
+        if figure.exists():  # the README's picture, in step with the committed outputs
+            snapshot = figure.read_bytes()
+            atomic_write(figures_dir("readme") / figure.name, lambda f, b=snapshot: f.write(b))
         sys.stdout.write(f"{path.name}: {seconds[name]:.1f} s\n")
     return seconds

@@ -86,3 +86,18 @@ def test_clean_notebook_strips_volatile_parts():
     runner.clean_notebook(nb)
     assert cell.metadata == {"tags": ["parameters"]} and "widgets" not in nb.metadata
     assert [o.output_type for o in cell.outputs] == ["stream"]
+
+
+def test_refresh_executes_in_place_cleans_and_snapshots(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "notebooks_dir", lambda: tmp_path / "nb")
+    monkeypatch.setattr(runner, "figures_dir", lambda profile: tmp_path / "figures" / profile)
+    (tmp_path / "nb").mkdir()
+    (tmp_path / "figures" / "quick").mkdir(parents=True)
+    (tmp_path / "figures" / "quick" / "ok_fig.png").write_bytes(b"png")
+    _notebook(tmp_path / "nb" / "ok.ipynb", "print(PRESET, 6 * 7)")
+    figures = {"ok_fig": Figure("ok_fig", "jnf", "test", "ok.ipynb")}
+    assert cli.main(["notebooks"], figures=figures) == 0
+    nb = nbformat.read(tmp_path / "nb" / "ok.ipynb", as_version=4)
+    assert nb.cells[1].outputs[0].text == "quick 42\n"
+    assert all(set(c.metadata) <= {"tags"} for c in nb.cells)
+    assert (tmp_path / "figures" / "readme" / "ok_fig.png").read_bytes() == b"png"

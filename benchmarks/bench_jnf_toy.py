@@ -17,6 +17,7 @@ itself and the data); and each stage's throughput relative to stage 1 (the joint
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import resource
@@ -33,7 +34,6 @@ def _child(stage: str, device: str, threads: int, samples: int, repeats: int) ->
     import torch
 
     from repro import config
-    from repro.config import TrainConfig
     from repro.data.toy_square import make_pairs
     from repro.experiments.jnf_toy import build_models
     from repro.train import fit
@@ -46,18 +46,10 @@ def _child(stage: str, device: str, threads: int, samples: int, repeats: int) ->
     for model in models.values():
         model.to(device)
     data = {k: v.to(device) for k, v in data.items()}
-    if stage == "projectors":
-        model = models["dcca"]
-        module, bound, batch = model.projectors, model.projector_bound, cfg.dcca_train.batch_size
-    elif stage == "joint":
-        model = models["flow"]
-        module, bound, batch = model.joint, model.joint_bound, cfg.joint_train.batch_size
-    else:
-        model = models[stage]
-        module, bound, batch = model.unimodal, model.unimodal_bound, cfg.unimodal_train.batch_size
-    model.set_stage(stage if stage in ("projectors", "joint") else "unimodal")
-    optimizer = cfg.dcca_train.optimizer if stage == "projectors" else "adam"
-    train_cfg = TrainConfig(epochs=1, batch_size=batch, optimizer=optimizer, progress=False)
+    model = models["dcca" if stage == "projectors" else "flow" if stage == "joint" else stage]
+    module, bound = model.prepare_stage(stage if stage in ("projectors", "joint") else "unimodal")
+    preset = {"projectors": cfg.dcca_train, "joint": cfg.joint_train}.get(stage, cfg.unimodal_train)
+    train_cfg = dataclasses.replace(preset, epochs=1, progress=False, checkpoint=False)
     rss_before = _current_rss_mb()
     if device == "cuda":
         torch.cuda.synchronize()
@@ -81,7 +73,7 @@ def _child(stage: str, device: str, threads: int, samples: int, repeats: int) ->
         "samples_per_s_all": rates,
         "peak_memory_mb": training_mb,
         "process_peak_rss_mb": peak_rss,
-        "batch_size": batch,
+        "batch_size": train_cfg.batch_size,
     }
 
 

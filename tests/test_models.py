@@ -79,20 +79,14 @@ def test_every_stage_parameter_gets_a_gradient(flows, projectors):
 @pytest.mark.parametrize("stage", ["projectors", "joint", "unimodal"])
 def test_training_step_changes_exactly_the_stage_parameters(stage):
     model = _model(flows=True, projectors=True)
-    model.set_stage(stage)
+    module, bound = model.prepare_stage(stage)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    bound = {
-        "projectors": model.projector_bound,
-        "joint": model.joint_bound,
-        "unimodal": model.unimodal_bound,
-    }
-    fit(model, bound[stage], _data(), TrainConfig(epochs=1, batch_size=20, progress=False))
+    fit(module, bound, _data(), TrainConfig(epochs=1, batch_size=20, progress=False))
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert changed == trainable
-    modules = {"projectors": model.projectors, "joint": model.joint, "unimodal": model.unimodal}
     params = dict(model.named_parameters())
-    stage_ids = {id(p) for p in modules[stage].parameters()}
+    stage_ids = {id(p) for p in module.parameters()}
     if stage == "unimodal":  # the projectors inside the unimodal encoders stay frozen
         stage_ids -= {id(p) for p in model.projectors.parameters()}
     assert {id(params[n]) for n in trainable} == stage_ids

@@ -210,26 +210,18 @@ def _run(cfg: JNFToyConfig) -> ToyResult:
     models = build_models(cfg)
     for model in models.values():
         model.to(device)
+    plan = [
+        ("projectors", models["dcca"], "projectors", cfg.dcca_train, "DCCA projectors"),
+        ("joint", models["flow"], "joint", cfg.joint_train, "stage 1: joint VAE"),
+    ] + [
+        (name, models[name], "unimodal", cfg.unimodal_train, f"stage 2: {name} posteriors")
+        for name in VARIANTS
+    ]  # the joint VAE is shared: training it through the flow model trains it for all three
     histories = {}
-    dcca = models["dcca"]
-    dcca.set_stage("projectors")
-    histories["projectors"] = fit(
-        dcca.projectors, dcca.projector_bound, train, cfg.dcca_train, val, generator,
-        _checkpoint(cfg, "projectors"), desc="DCCA projectors",
-    )  # fmt: skip
-    joint_model = models["flow"]
-    joint_model.set_stage("joint")
-    histories["joint"] = fit(
-        joint_model.joint, joint_model.joint_bound, train, cfg.joint_train, val, generator,
-        _checkpoint(cfg, "joint"), desc="stage 1: joint VAE",
-    )  # fmt: skip
-    for name in VARIANTS:
-        model = models[name]
-        model.set_stage("unimodal")
-        histories[name] = fit(
-            model.unimodal, model.unimodal_bound, train, cfg.unimodal_train, val, generator,
-            _checkpoint(cfg, f"unimodal_{name}"), desc=f"stage 2: {name} posteriors",
-        )  # fmt: skip
+    for key, model, stage, train_cfg, desc in plan:
+        module, bound = model.prepare_stage(stage)
+        checkpoint = _checkpoint(cfg, key)
+        histories[key] = fit(module, bound, train, train_cfg, val, generator, checkpoint, desc=desc)
     test = data["test"]
     metrics, details, density, shown, realistic, grid, _ = _evaluate(cfg, models, test, device)
     with torch.no_grad():

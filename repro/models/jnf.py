@@ -7,12 +7,13 @@ Training is staged; each stage is one call of :func:`repro.train.fit` with the s
 3. ``"unimodal"``: the unimodal posteriors ``q_j(z|x_j)`` with the joint model frozen,
    :meth:`JNF.unimodal_bound` (``sum_j log q_j(z|x_j)`` at ``z ~ q(z|X)``).
 
-:meth:`JNF.set_stage` freezes everything but the stage's parameters.
+:meth:`JNF.prepare_stage` freezes everything but the stage's parameters and returns the module
+and bound to train.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -101,6 +102,25 @@ class JNF(nn.Module):
         trained[stage].requires_grad_(True)
         if self.projectors is not None and stage != "projectors":
             self.projectors.requires_grad_(False)
+
+    def prepare_stage(
+        self, stage: str
+    ) -> tuple[nn.Module, Callable[[Mapping[str, Tensor]], Tensor]]:
+        """Freeze all but ``stage`` and return what :func:`repro.train.fit` trains for it.
+
+        Args:
+            stage: one of :attr:`stages`.
+
+        Returns:
+            ``(module, bound)``: the stage's module (its trainable parameters and state) and
+            its objective.
+        """
+        self.set_stage(stage)
+        return {
+            "projectors": (self.projectors, self.projector_bound),
+            "joint": (self.joint, self.joint_bound),
+            "unimodal": (self.unimodal, self.unimodal_bound),
+        }[stage]
 
     def joint_bound(self, x: Mapping[str, Tensor]) -> Tensor:
         """Stage ``"joint"``: the multimodal ELBO per sample, ``(B,)``."""

@@ -54,7 +54,8 @@ class ToyResult:
         grid: ``(G,)`` coordinates of the density grid, on both axes.
         density: per variant, ``(G, G)`` density of ``q(z|x_ref)`` on the grid (rows: y).
         shown: per variant, ``(n_shown, 1, S, S)`` circles generated from the reference square.
-        shown_realistic: per variant, ``(n_shown,)`` bool, IoU with a clean shape >= threshold.
+        shown_realistic: per variant, ``(n_shown,)`` bool, realistic by
+            :meth:`repro.data.toy_square.ShapeFit.realistic`.
         histories: per training stage, its :class:`repro.train.History`.
         seconds: wall time of the whole run.
     """
@@ -137,8 +138,12 @@ def _checkpoint(cfg: JNFToyConfig, stage: str) -> Path:
 @torch.no_grad()
 def _evaluate(
     cfg: JNFToyConfig, models: dict[str, JNF], test: ToyPairs, device: torch.device
-) -> tuple:
-    """Metrics, and the reference-square panels, with common random numbers across variants."""
+) -> tuple[dict, dict, dict[str, Tensor], dict[str, Tensor], dict[str, Tensor], Tensor]:
+    """Metrics and reference-square panels, with common random numbers across variants.
+
+    Returns:
+        ``(metrics, details, density, shown, shown_realistic, grid)`` as in :class:`ToyResult`.
+    """
     x = {m: v.to(device) for m, v in test.x.items()}
     joint = models["gaussian"].joint
     q_joint = joint.encode(x)
@@ -183,7 +188,7 @@ def _evaluate(
         realistic[name] = fit_shapes(circles, TARGET).realistic(cfg.iou_threshold)
     details["reference_index"] = ref
     details["reference_radius"] = float(test.radius[SOURCE][ref])
-    return metrics, details, density, shown, realistic, grid.cpu(), z_joint
+    return metrics, details, density, shown, realistic, grid.cpu()
 
 
 def run_jnf_toy(cfg: JNFToyConfig) -> ToyResult:
@@ -223,7 +228,7 @@ def _run(cfg: JNFToyConfig) -> ToyResult:
         checkpoint = _checkpoint(cfg, key)
         histories[key] = fit(module, bound, train, train_cfg, val, generator, checkpoint, desc=desc)
     test = data["test"]
-    metrics, details, density, shown, realistic, grid, _ = _evaluate(cfg, models, test, device)
+    metrics, details, density, shown, realistic, grid = _evaluate(cfg, models, test, device)
     with torch.no_grad():
         n = min(cfg.n_scatter, len(test))
         embedding = models["flow"].joint.encode({m: v[:n].to(device) for m, v in test.x.items()})

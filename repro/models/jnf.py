@@ -195,14 +195,16 @@ class JNF(nn.Module):
         subset = self._check_subset(subset)
         if subset == self.modalities:
             return rsample(self.joint.encode(x), (n,), generator)
-        draws = torch.stack([rsample(self.posterior(x, m), (n,), generator) for m in subset])
+        posteriors = [self.posterior(x, m) for m in subset]  # encoded once, reused by HMC
+        draws = torch.stack([rsample(q, (n,), generator) for q in posteriors])
         if len(subset) == 1:
             return draws[0]
         pick = torch.randint(len(subset), draws.shape[1:3], generator=generator)
         pick = pick.to(draws.device)
         z0 = torch.gather(draws, 0, pick[None, ..., None].expand(1, *draws.shape[1:])).squeeze(0)
+        prior = self.joint.prior()
         result = hmc(
-            lambda z: self.subset_log_density(x, subset, z),
+            lambda z: subset_log_density(z, posteriors, prior, self.prior_exponent),
             z0,
             n_steps=hmc_steps,
             n_leapfrog=n_leapfrog,

@@ -198,7 +198,7 @@ def fit(
     start = 1
     ckpt = Path(checkpoint) if (checkpoint is not None and cfg.checkpoint) else None
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=model_device(model), weights_only=False)
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)  # RNG state: CPU tensor
         if state["cfg"] != dataclasses.asdict(cfg):
             raise ValueError(
                 f"{desc}: checkpoint {ckpt} was written with another config "

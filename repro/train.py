@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from repro.config import TrainConfig
 from repro.io import atomic_torch_save
 
-__all__ = ["History", "fit", "batches", "resolve_device", "model_device"]
+__all__ = ["History", "fit", "batches", "resolve_device", "model_device", "run_identity"]
 
 Batch = Mapping[str, Tensor]
 Data = Mapping[str, Tensor] | Iterable[Batch]
@@ -113,6 +113,30 @@ def batches(
         yield {k: v[index] for k, v in data.items()}
 
 
+RUNTIME_FIELDS = frozenset({"progress", "device", "threads"})  # do not change the results
+
+
+def run_identity(cfg: object) -> dict:
+    """``asdict(cfg)`` without the fields that do not change results, recursively.
+
+    Progress bars, device and threads are dropped: this is what a checkpoint must match to be
+    resumed.
+
+    Args:
+        cfg: a config dataclass.
+
+    Returns:
+        A nested dict.
+    """
+
+    def strip(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in RUNTIME_FIELDS}
+        return value
+
+    return strip(dataclasses.asdict(cfg))
+
+
 def _to(batch: Batch, device: torch.device) -> dict[str, Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
@@ -199,7 +223,7 @@ def fit(
     ckpt = Path(checkpoint) if (checkpoint is not None and cfg.checkpoint) else None
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)  # RNG state: CPU tensor
-        if state["cfg"] != dataclasses.asdict(cfg):
+        if state["cfg"] != run_identity(cfg):
             raise ValueError(
                 f"{desc}: checkpoint {ckpt} was written with another config "
                 f"({state['cfg']}); delete it or choose another checkpoint path"
@@ -250,7 +274,7 @@ def fit(
         if ckpt is not None:
             atomic_torch_save(
                 {
-                    "cfg": dataclasses.asdict(cfg),
+                    "cfg": run_identity(cfg),
                     "epoch": epoch,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -134,3 +136,15 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+def test_resume_ignores_runtime_only_fields(tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=0.1, progress=False, checkpoint=True)
+    model = Quadratic()
+    fit(model, model.bound, _data(), cfg, checkpoint=tmp_path / "c.pt")
+    again = Quadratic()
+    history = fit(
+        again, again.bound, _data(), replace(cfg, progress=True), checkpoint=tmp_path / "c.pt"
+    )
+    assert history.resumed_from == 2
+    torch.testing.assert_close(again.w, model.w, rtol=0, atol=0)

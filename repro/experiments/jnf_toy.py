@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,7 +29,7 @@ from repro.models.jnf import JNF
 from repro.models.joint import JointVAE
 from repro.paths import cache_dir
 from repro.seed import default_dtype, seed_everything
-from repro.train import History, fit, resolve_device
+from repro.train import History, fit, resolve_device, run_identity
 
 __all__ = ["VARIANTS", "ToyResult", "build_models", "run_jnf_toy", "check_predictions", "summary"]
 
@@ -130,8 +130,12 @@ def _split(cfg: JNFToyConfig, generator: torch.Generator) -> dict[str, ToyPairs]
 
 
 def _checkpoint(cfg: JNFToyConfig, stage: str) -> Path:
-    """Checkpoint file of a stage, keyed by a hash of the whole config (no stale resumes)."""
-    key = hashlib.sha1(json.dumps(asdict(cfg), sort_keys=True, default=str).encode()).hexdigest()
+    """Checkpoint file of a stage, keyed by a hash of the config (no stale resumes).
+
+    Device, threads and progress bars are left out: a killed run resumes on another device.
+    """
+    identity = json.dumps(run_identity(cfg), sort_keys=True, default=str)
+    key = hashlib.sha1(identity.encode()).hexdigest()
     return cache_dir() / "checkpoints" / cfg.name / f"{key[:12]}_{stage}.pt"
 
 

@@ -57,7 +57,8 @@ class ToyResult:
         shown_realistic: per variant, ``(n_shown,)`` bool, realistic by
             :meth:`repro.data.toy_square.ShapeFit.realistic`.
         histories: per training stage, its :class:`repro.train.History`.
-        seconds: wall time of the whole run.
+        seconds: wall time of this call (a resumed run: this session only; see
+            ``details["train_seconds"]`` for training summed over sessions).
     """
 
     cfg: JNFToyConfig
@@ -241,6 +242,8 @@ def _run(cfg: JNFToyConfig) -> ToyResult:
     ref = details["reference_index"]
     details["dcca_val_correlation"] = max(histories["projectors"].val, default=None)
     details["train_samples_per_second"] = {k: h.samples_per_second for k, h in histories.items()}
+    # summed over sessions: a resumed run still reports the whole training time
+    details["train_seconds"] = {k: round(h.seconds, 1) for k, h in histories.items()}
     details["paper_predictions"] = check_predictions(metrics)
     return ToyResult(
         cfg=cfg,

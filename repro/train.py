@@ -20,8 +20,9 @@ from tqdm.auto import tqdm
 
 from repro.config import TrainConfig
 from repro.io import atomic_torch_save
+from repro.runtime import model_device, run_identity
 
-__all__ = ["History", "fit", "batches", "resolve_device", "model_device", "run_identity"]
+__all__ = ["History", "fit", "evaluate", "batches"]
 
 Batch = Mapping[str, Tensor]
 Data = Mapping[str, Tensor] | Iterable[Batch]
@@ -51,32 +52,6 @@ class History:
     def samples_per_second(self) -> float:
         """Training throughput."""
         return self.samples / self.seconds if self.seconds > 0 else float("nan")
-
-
-def resolve_device(device: str) -> torch.device:
-    """Turn ``"auto"``, ``"cpu"`` or ``"cuda[:i]"`` into a device, checking availability.
-
-    Raises:
-        ValueError: for an unknown name, or ``cuda`` without a CUDA device.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu":
-        return torch.device("cpu")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device {device!r} requested but torch sees no CUDA device; use 'cpu' or 'auto'"
-            )
-        return torch.device(device)
-    raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'")
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (CPU for an empty model)."""
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
 
 
 def batches(
@@ -111,30 +86,6 @@ def batches(
     for start in range(0, n, batch_size):
         index = order[start : start + batch_size]
         yield {k: v[index] for k, v in data.items()}
-
-
-RUNTIME_FIELDS = frozenset({"progress", "device", "threads"})  # do not change the results
-
-
-def run_identity(cfg: object) -> dict:
-    """``asdict(cfg)`` without the fields that do not change results, recursively.
-
-    Progress bars, device and threads are dropped: this is what a checkpoint must match to be
-    resumed.
-
-    Args:
-        cfg: a config dataclass.
-
-    Returns:
-        A nested dict.
-    """
-
-    def strip(value: object) -> object:
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in RUNTIME_FIELDS}
-        return value
-
-    return strip(dataclasses.asdict(cfg))
 
 
 def _to(batch: Batch, device: torch.device) -> dict[str, Tensor]:

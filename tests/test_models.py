@@ -7,7 +7,7 @@ from repro.flows import FlowPosterior
 from repro.models.decoders import ConvDecoder, MLPDecoder, likelihood
 from repro.models.encoders import ConvEncoder, JointMLPEncoder, MLPEncoder, ProjectedEncoder, mlp
 from repro.models.jnf import JNF
-from repro.models.joint import JointVAE
+from repro.models.joint import JointVAE, SubsetPosterior
 from repro.train import evaluate, fit
 
 SHAPE = (1, 6, 6)
@@ -15,11 +15,8 @@ MODS = ("a", "b", "c")
 
 
 def _model(flows=True, projectors=False, d=2):
-    joint = JointVAE(
-        JointMLPEncoder({m: SHAPE for m in MODS}, d, hidden=16, joint_hidden=(16,)),
-        {m: MLPDecoder(d, (16,), SHAPE, kind="normal") for m in MODS},
-        d,
-    )
+    joint_encoder = JointMLPEncoder({m: SHAPE for m in MODS}, d, hidden=16, joint_hidden=(16,))
+    decoders = {m: MLPDecoder(d, (16,), SHAPE, kind="normal") for m in MODS}
     proj = {m: torch.nn.Sequential(torch.nn.Flatten(), mlp((36, 8, 1))) for m in MODS}
 
     def uni(m):
@@ -30,7 +27,14 @@ def _model(flows=True, projectors=False, d=2):
         )
         return FlowPosterior(enc, d, hidden=(8,)) if flows else enc
 
-    return JNF(joint, {m: uni(m) for m in MODS}, projectors=proj if projectors else None, beta=0.5)
+    return JNF(
+        joint_encoder,
+        {m: uni(m) for m in MODS},
+        decoders,
+        d,
+        projectors=proj if projectors else None,
+        beta=0.5,
+    )
 
 
 def _data(n=40):
@@ -62,7 +66,11 @@ def test_every_stage_parameter_gets_a_gradient(flows, projectors):
     bounds = {"joint": model.joint_bound, "unimodal": model.unimodal_bound}
     if projectors:
         bounds["projectors"] = model.projector_bound
-    modules = {"joint": model.joint, "unimodal": model.unimodal, "projectors": model.projectors}
+    modules = {
+        "joint": model.joint_modules(),
+        "unimodal": model.encoders,
+        "projectors": model.projectors,
+    }
     for stage, bound in bounds.items():
         model.set_stage(stage)
         model.zero_grad(set_to_none=True)
@@ -106,8 +114,8 @@ def test_stage_errors():
         model.set_stage("projectors")
     with pytest.raises(ValueError, match="no projectors"):
         model.projector_bound(_data(4))
-    with pytest.raises(ValueError, match="must match"):
-        JNF(model.joint, {"a": model.unimodal["a"]})
+    with pytest.raises(ValueError, match="must name the same modalities"):
+        JNF(model.joint_encoder, {"a": model.encoders["a"]}, model.decoders, 2)
     with pytest.raises(ValueError, match="subset"):
         model.sample_posterior(_data(4), ["z"])
 
@@ -130,7 +138,7 @@ def test_hmc_subset_sampling_targets_the_poe_with_exponent():
     x = {m: v[:1] for m, v in _data(1).items()}
     subset = ["a", "b", "c"][:2]
     # prod_j q_j / p^(|S|-1) is Gaussian: precision sum_j 1/s_j^2 - (|S|-1)
-    exact = product_of_experts([model.posterior(x, m) for m in subset])
+    exact = product_of_experts([model.posterior(x, [m]) for m in subset])
     var = 1 / (exact.stddev.pow(-2) - (len(subset) - 1))
     mean = var * (exact.mean * exact.stddev.pow(-2))
     xs = {m: v.expand(3000, *v.shape[1:]) for m, v in x.items()}
@@ -152,3 +160,31 @@ def test_prior_exponent_flag_changes_the_target():
     differs = model.subset_log_density(x, MODS, z)
     model.prior_exponent = None
     assert not torch.allclose(differs, model.subset_log_density(x, MODS, z))
+
+
+def test_joint_vae_interface_posteriors_and_bound():
+    """JointVAE on the base interface: joint, unimodal and subset posteriors; per-sample bound."""
+    model = _model(flows=False)
+    x = _data(5)
+    assert model.posterior(x).batch_shape == (5,)
+    assert model.posterior(x, ["a"]).batch_shape == (5,)
+    q = model.posterior(x, ["a", "b"])
+    assert isinstance(q, SubsetPosterior)
+    z = torch.randn(5, 2)
+    torch.testing.assert_close(q.log_prob(z), model.subset_log_density(x, ["a", "b"], z))
+    draws = q.sample((3,), generator=torch.Generator().manual_seed(0))
+    assert draws.shape == (3, 5, 2)
+    assert JointVAE.bound(model, x).shape == (5,)
+    assert model.bound(x).shape == (5,)  # ELBO - sum_j KL(q(z|X) || q_j)
+    torch.manual_seed(0)
+    joint_only = JointVAE.bound(model, x)
+    torch.manual_seed(0)
+    qz_x = model.posterior(x)
+    z = qz_x.rsample()  # the same z the bounds draw under the same seed
+    gap = sum(qz_x.log_prob(z) - model.posterior(x, [m]).log_prob(z) for m in MODS)
+    torch.manual_seed(0)
+    torch.testing.assert_close(model.bound(x), joint_only - gap)
+    mask = torch.ones(5, 3, dtype=torch.bool)
+    mask[0, 1] = False
+    with pytest.raises(ValueError, match="complete batches"):
+        model.bound({**x, "mask": mask})

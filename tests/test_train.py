@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from repro.config import TrainConfig
-from repro.train import batches, fit, resolve_device
+from repro.runtime import resolve_device
+from repro.train import batches, fit
 
 
 class Quadratic(torch.nn.Module):

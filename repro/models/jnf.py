@@ -1,85 +1,81 @@
-"""JNF and JNF-Shared (JNF-DCCA): a joint VAE plus refined unimodal posteriors.
+"""JNF and JNF-Shared (JNF-DCCA): a joint VAE plus unimodal posteriors fitted to it in stages.
 
-Training is staged; each stage is one call of :func:`repro.train.fit` with the stage's bound:
+Training is staged; each stage is one call of :func:`repro.train.fit` on what
+:meth:`JNF.prepare_stage` returns:
 
 1. ``"projectors"`` (JNF-Shared only): DCCA projectors ``g_j``, :meth:`JNF.projector_bound`.
-2. ``"joint"``: the joint VAE, :meth:`JNF.joint_bound` (multimodal ELBO).
+2. ``"joint"``: the joint encoder and decoders, :meth:`JNF.joint_bound` (multimodal ELBO).
 3. ``"unimodal"``: the unimodal posteriors ``q_j(z|x_j)`` with the joint model frozen,
    :meth:`JNF.unimodal_bound` (``sum_j log q_j(z|x_j)`` at ``z ~ q(z|X)``).
-
-:meth:`JNF.prepare_stage` freezes everything but the stage's parameters and returns the module
-and bound to train.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution
 
-from repro.distributions import rsample
-from repro.losses import dcca, jnf_ljm, subset_log_density
+from repro.losses import dcca, elbo, jnf_ljm
+from repro.models.base import Batch, Stage, split_batch
 from repro.models.joint import JointVAE
-from repro.samplers import hmc
 
 __all__ = ["JNF"]
 
 
-class JNF(nn.Module):
-    """Joint Normalizing Flows model (unimodal posteriors may also be plain Gaussians).
+class JNF(JointVAE):
+    """Joint Normalizing Flows, and its Gaussian baseline and JNF-Shared variants.
+
+    The unimodal posteriors may be flows (JNF), plain Gaussians (the Gaussian baseline), or
+    flows on frozen projections (JNF-Shared).
+
+    Several ``JNF`` instances may share one joint encoder and decoder set (pass the same
+    modules); training the ``"joint"`` stage of one of them then trains it for all.
 
     Args:
-        joint: the joint VAE (may be shared between several ``JNF`` instances).
-        unimodal: one posterior module per modality, ``x_j -> q_j(z|x_j)``: a Gaussian encoder
-            (the JMVAE-style baseline) or a :class:`repro.flows.FlowPosterior` (JNF).
+        joint_encoder: ``X -> q(z|X)``.
+        encoders: one posterior module per modality, ``x_j -> q_j(z|x_j)``: a Gaussian encoder
+            or a :class:`repro.flows.FlowPosterior` (JNF).
+        decoders: ``z -> p(x_j|z)`` per modality.
+        latent_dim: ``D``.
         projectors: optional ``g_j`` per modality (JNF-Shared); the unimodal posteriors are
             expected to consume them (:class:`repro.models.encoders.ProjectedEncoder`).
-        beta: KL weight of the joint ELBO (``beta_prior``).
+        beta: KL weight of the joint ELBO (``beta_prior``; JNF default 1).
         weights: likelihood rescaling ``lambda_j`` of the joint ELBO.
-        prior_exponent: exponent ``e`` of ``p(z)`` in subset posteriors; ``None`` = ``|S|-1``
-            (exact), ``1.0`` reproduces the public implementations.
-        dcca_top_k: correlations kept by the DCCA objective.
-        dcca_r: ridge of the DCCA objective.
+        prior_exponent: exponent of ``p(z)`` in subset posteriors (``None``: ``|S|-1``, exact;
+            ``1.0``: the public implementations, exact only for ``|S| = 2``).
+        hmc_kwargs: HMC settings for subset posteriors.
+        dcca_top_k: correlations kept by the DCCA objective (JNF toy: 1).
+        dcca_r: ridge of the DCCA objective (Andrew et al.: 1e-3).
 
     References:
         Senellart & Allassonniere, "Bridging the inference gap in Multimodal Variational
-        Autoencoders", arXiv 2502.03952.
+        Autoencoders", arXiv 2502.03952, Sec. 3 (JNF) and Sec. 4 (JNF-Shared).
     """
 
     def __init__(
         self,
-        joint: JointVAE,
-        unimodal: Mapping[str, nn.Module],
+        joint_encoder: nn.Module,
+        encoders: Mapping[str, nn.Module],
+        decoders: Mapping[str, nn.Module],
+        latent_dim: int,
         projectors: Mapping[str, nn.Module] | None = None,
         beta: float = 1.0,
         weights: Mapping[str, float] | None = None,
         prior_exponent: float | None = None,
+        hmc_kwargs: Mapping[str, float] | None = None,
         dcca_top_k: int | None = 1,
         dcca_r: float = 1e-3,
     ) -> None:
-        super().__init__()
-        if sorted(unimodal) != joint.modalities:
+        super().__init__(
+            joint_encoder, encoders, decoders, latent_dim, beta, weights, prior_exponent, hmc_kwargs
+        )
+        if projectors is not None and sorted(projectors) != self.modalities:
             raise ValueError(
-                f"unimodal posteriors {sorted(unimodal)} must match the joint model's "
-                f"modalities {joint.modalities}"
+                f"projectors {sorted(projectors)} must match modalities {self.modalities}"
             )
-        if projectors is not None and sorted(projectors) != joint.modalities:
-            raise ValueError(
-                f"projectors {sorted(projectors)} must match modalities {joint.modalities}"
-            )
-        self.joint = joint
-        self.unimodal = nn.ModuleDict(dict(unimodal))
         self.projectors = nn.ModuleDict(dict(projectors)) if projectors is not None else None
-        self.beta, self.weights = beta, dict(weights or {})
-        self.prior_exponent = prior_exponent
         self.dcca_top_k, self.dcca_r = dcca_top_k, dcca_r
-
-    @property
-    def modalities(self) -> list[str]:
-        """Sorted modality names."""
-        return self.joint.modalities
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -95,144 +91,69 @@ class JNF(nn.Module):
         Raises:
             ValueError: for an unknown stage.
         """
-        if stage not in self.stages:
-            raise ValueError(f"unknown stage {stage!r}; this model has stages {self.stages}")
+        self._check_stage(stage)
         self.requires_grad_(False)
-        trained = {"projectors": self.projectors, "joint": self.joint, "unimodal": self.unimodal}
-        trained[stage].requires_grad_(True)
+        self._stage_module(stage).requires_grad_(True)
         if self.projectors is not None and stage != "projectors":
             self.projectors.requires_grad_(False)
 
-    def prepare_stage(
-        self, stage: str
-    ) -> tuple[nn.Module, Callable[[Mapping[str, Tensor]], Tensor]]:
+    def _stage_module(self, stage: str) -> nn.Module:
+        return {
+            "projectors": self.projectors,
+            "joint": self.joint_modules(),
+            "unimodal": self.encoders,
+        }[stage]
+
+    def prepare_stage(self, stage: str) -> Stage:
         """Freeze all but ``stage`` and return what :func:`repro.train.fit` trains for it.
 
         Args:
             stage: one of :attr:`stages`.
 
         Returns:
-            ``(module, bound)``: the stage's module (its trainable parameters and state) and
-            its objective.
+            The :class:`repro.models.base.Stage`: the stage's module (its trainable
+            parameters and state) and its objective.
         """
         self.set_stage(stage)
-        return {
-            "projectors": (self.projectors, self.projector_bound),
-            "joint": (self.joint, self.joint_bound),
-            "unimodal": (self.unimodal, self.unimodal_bound),
+        bound = {
+            "projectors": self.projector_bound,
+            "joint": self.joint_bound,
+            "unimodal": self.unimodal_bound,
         }[stage]
+        return Stage(self._stage_module(stage), bound)
 
-    def joint_bound(self, x: Mapping[str, Tensor]) -> Tensor:
+    def joint_bound(self, batch: Batch) -> Tensor:
         """Stage ``"joint"``: the multimodal ELBO per sample, ``(B,)``."""
-        return self.joint.bound(x, beta=self.beta, weights=self.weights)
+        return JointVAE.bound(self, batch)
 
-    def unimodal_bound(self, x: Mapping[str, Tensor]) -> Tensor:
+    def unimodal_bound(self, batch: Batch) -> Tensor:
         """Stage ``"unimodal"``: ``sum_j log q_j(z|x_j)`` at one ``z ~ q(z|X)``, ``(B,)``."""
+        x, mask = split_batch(batch, self.modalities)
+        self._complete(mask, "unimodal_bound")
         with torch.no_grad():
-            z = self.joint.encode(x).sample()
-        return jnf_ljm({m: self.posterior(x, m) for m in self.modalities}, z)
+            z = self.joint_encoder(x).sample()
+        return jnf_ljm({m: self.encoders[m](x[m]) for m in self.modalities}, z)
 
-    def projector_bound(self, x: Mapping[str, Tensor]) -> Tensor:
+    def projector_bound(self, batch: Batch) -> Tensor:
         """Stage ``"projectors"``: the DCCA objective of the batch (a scalar)."""
         if self.projectors is None:
             raise ValueError("this JNF has no projectors (JNF-Shared only)")
+        x, _ = split_batch(batch, self.modalities)
         h = {m: self.projectors[m](x[m]) for m in self.modalities}
         return dcca(h, top_k=self.dcca_top_k, r=self.dcca_r)
 
-    def posterior(self, x: Mapping[str, Tensor], modality: str) -> Distribution:
-        """``q_j(z|x_j)`` for one modality, batch ``(B,)``, event ``(D,)``."""
-        if modality not in self.unimodal:
-            raise ValueError(f"unknown modality {modality!r}; choose from {self.modalities}")
-        return self.unimodal[modality](x[modality])
+    def bound(self, batch: Batch) -> Tensor:
+        """The whole-model objective, JMVAE-KL with ``alpha = 1``, per sample ``(B,)``.
 
-    def _check_subset(self, subset: Sequence[str]) -> list[str]:
-        subset = sorted(set(subset))
-        unknown = [m for m in subset if m not in self.unimodal]
-        if not subset or unknown:
-            raise ValueError(
-                f"subset must be a non-empty list of modalities from {self.modalities}; "
-                f"got {list(subset)}"
-            )
-        return subset
-
-    def subset_log_density(
-        self, x: Mapping[str, Tensor], subset: Sequence[str], z: Tensor
-    ) -> Tensor:
-        """Unnormalised ``log p(z|x_S)`` from the unimodal posteriors (PoE over the prior)."""
-        subset = self._check_subset(subset)
-        posteriors = [self.posterior(x, m) for m in subset]
-        return subset_log_density(z, posteriors, self.joint.prior(), self.prior_exponent)
-
-    @torch.no_grad()
-    def sample_posterior(
-        self,
-        x: Mapping[str, Tensor],
-        subset: Sequence[str],
-        n: int = 1,
-        generator: torch.Generator | None = None,
-        hmc_steps: int = 100,
-        n_leapfrog: int = 10,
-        step_size: float = 0.01,
-    ) -> Tensor:
-        """Draw ``z ~ p(z|x_S)``.
-
-        All modalities: the joint posterior. One modality: ``q_j``. Otherwise HMC on
-        :meth:`subset_log_density`, initialised by a mixture-of-experts draw (a uniformly chosen
-        ``q_j``, flow included).
-
-        Args:
-            x: observations; only the subset's modalities are read (all for the joint case).
-            subset: the conditioning modalities.
-            n: samples per data point.
-            generator: source of all sampling noise.
-            hmc_steps: MCMC steps (JNF default 100).
-            n_leapfrog: leapfrog steps per MCMC step (default 10).
-            step_size: leapfrog step size (default 0.01).
-
-        Returns:
-            ``(n, B, D)`` latent samples.
+        ``ELBO(X) - sum_j KL(q(z|X) || q_j(z|x_j))``, the KLs estimated at the ELBO's single
+        sample ``z ~ q(z|X)``. The stages optimise its parts in turn; this is for evaluation
+        and comparison across models.
         """
-        subset = self._check_subset(subset)
-        if subset == self.modalities:
-            return rsample(self.joint.encode(x), (n,), generator)
-        posteriors = [self.posterior(x, m) for m in subset]  # encoded once, reused by HMC
-        draws = torch.stack([rsample(q, (n,), generator) for q in posteriors])
-        if len(subset) == 1:
-            return draws[0]
-        pick = torch.randint(len(subset), draws.shape[1:3], generator=generator)
-        pick = pick.to(draws.device)
-        z0 = torch.gather(draws, 0, pick[None, ..., None].expand(1, *draws.shape[1:])).squeeze(0)
-        prior = self.joint.prior()
-        result = hmc(
-            lambda z: subset_log_density(z, posteriors, prior, self.prior_exponent),
-            z0,
-            n_steps=hmc_steps,
-            n_leapfrog=n_leapfrog,
-            step_size=step_size,
-            generator=generator,
-        )
-        return result.samples[-1]
-
-    @torch.no_grad()
-    def generate(
-        self,
-        x: Mapping[str, Tensor],
-        subset: Sequence[str],
-        n: int = 1,
-        generator: torch.Generator | None = None,
-        **hmc_kwargs: float,
-    ) -> dict[str, Tensor]:
-        """Conditional generation: decode ``z ~ p(z|x_S)`` into every modality.
-
-        Args:
-            x: observations of the subset.
-            subset: conditioning modalities.
-            n: samples per data point.
-            generator: source of sampling noise.
-            **hmc_kwargs: passed to :meth:`sample_posterior`.
-
-        Returns:
-            Per modality, ``(n, B, ...)`` decoder means (images in ``[0, 1]``).
-        """
-        z = self.sample_posterior(x, subset, n, generator, **hmc_kwargs)
-        return {m: p.mean for m, p in self.joint.decode(z).items()}
+        x, mask = split_batch(batch, self.modalities)
+        self._complete(mask, "bound")
+        qz_x = self.joint_encoder(x)
+        z = qz_x.rsample()
+        joint = elbo(x, qz_x, self.decode(z), self.prior(), z, beta=self.beta, weights=self.weights)
+        log_q = qz_x.log_prob(z)
+        gap = sum(log_q - self.encoders[m](x[m]).log_prob(z) for m in self.modalities)
+        return joint - gap

@@ -1,4 +1,4 @@
-"""``jnf_toy_posteriors``: Gaussian vs flow vs DCCA unimodal posteriors on toy squares/circles.
+"""Fig. 2, ``jnf_toy_posteriors``: Gaussian vs flow vs DCCA unimodal posteriors on toy pairs.
 
 Reproduces the setting of Fig. 2 of Senellart & Allassonniere (arXiv 2502.03952). One joint VAE
 is trained (stage 1) and shared by three models that differ only in the unimodal posteriors
@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from repro.config import JNFToyConfig
 from repro.data.toy_square import MODALITIES, ToyPairs, fit_shapes, make_pairs
 from repro.distributions import rsample
 from repro.flows import FlowPosterior
@@ -26,12 +25,18 @@ from repro.metrics.coherence import coherence
 from repro.models.decoders import MLPDecoder
 from repro.models.encoders import JointMLPEncoder, MLPEncoder, ProjectedEncoder, mlp
 from repro.models.jnf import JNF
-from repro.models.joint import JointVAE
+from repro.papers.jnf.settings import ToyPosteriorsConfig
 from repro.paths import cache_dir
-from repro.seed import default_dtype, seed_everything
-from repro.train import History, fit, resolve_device, run_identity
+from repro.runtime import (
+    default_dtype,
+    resolve_device,
+    run_identity,
+    seed_everything,
+    set_threads,
+)
+from repro.train import History, fit
 
-__all__ = ["VARIANTS", "ToyResult", "build_models", "run_jnf_toy", "check_predictions", "summary"]
+__all__ = ["VARIANTS", "ToyResult", "build_models", "run", "check_predictions", "summary"]
 
 VARIANTS = ("gaussian", "flow", "dcca")
 SOURCE, TARGET = "square", "circle"  # condition on the square, generate circles
@@ -61,7 +66,7 @@ class ToyResult:
             ``details["train_seconds"]`` for training summed over sessions).
     """
 
-    cfg: JNFToyConfig
+    cfg: ToyPosteriorsConfig
     metrics: dict[str, dict[str, float]]
     details: dict[str, object]
     samples: dict[str, Tensor]
@@ -76,22 +81,21 @@ class ToyResult:
     seconds: float = 0.0
 
 
-def build_models(cfg: JNFToyConfig) -> dict[str, JNF]:
+def build_models(cfg: ToyPosteriorsConfig) -> dict[str, JNF]:
     """Build the three models around one shared joint VAE (networks of the paper's toy run).
 
     Args:
         cfg: the experiment config.
 
     Returns:
-        ``{"gaussian", "flow", "dcca"}`` JNF models sharing the same ``joint`` module.
+        ``{"gaussian", "flow", "dcca"}`` JNF models sharing one joint encoder and decoder set.
     """
     shape = (1, cfg.data.size, cfg.data.size)
     d, h = cfg.latent_dim, cfg.hidden
-    joint = JointVAE(
-        JointMLPEncoder({m: shape for m in MODALITIES}, d, hidden=h, joint_hidden=(h,)),
-        {m: MLPDecoder(d, (h,), shape, kind=cfg.likelihood) for m in MODALITIES},
-        d,
-    )
+    # Construction order fixes the initial weights (global RNG): joint encoder, decoders,
+    # projectors, then the Gaussian, flow and DCCA posteriors.
+    joint_encoder = JointMLPEncoder({m: shape for m in MODALITIES}, d, hidden=h, joint_hidden=(h,))
+    decoders = {m: MLPDecoder(d, (h,), shape, kind=cfg.likelihood) for m in MODALITIES}
 
     def flow(encoder: nn.Module) -> FlowPosterior:
         return FlowPosterior(encoder, d, transforms=cfg.flow_transforms, hidden=cfg.flow_hidden)
@@ -100,27 +104,33 @@ def build_models(cfg: JNFToyConfig) -> dict[str, JNF]:
         m: nn.Sequential(nn.Flatten(), mlp((shape[1] * shape[2], *cfg.dcca_hidden, cfg.dcca_dim)))
         for m in MODALITIES
     }
+    posteriors = {
+        "gaussian": {m: MLPEncoder(shape, (h,), d) for m in MODALITIES},
+        "flow": {m: flow(MLPEncoder(shape, (h,), d)) for m in MODALITIES},
+        "dcca": {
+            m: flow(
+                ProjectedEncoder(
+                    projectors[m], MLPEncoder((cfg.dcca_dim,), cfg.dcca_encoder_hidden, d)
+                )
+            )
+            for m in MODALITIES
+        },
+    }
     common = {"beta": cfg.beta, "dcca_top_k": cfg.dcca_top_k}
     return {
-        "gaussian": JNF(joint, {m: MLPEncoder(shape, (h,), d) for m in MODALITIES}, **common),
-        "flow": JNF(joint, {m: flow(MLPEncoder(shape, (h,), d)) for m in MODALITIES}, **common),
-        "dcca": JNF(
-            joint,
-            {
-                m: flow(
-                    ProjectedEncoder(
-                        projectors[m], MLPEncoder((cfg.dcca_dim,), cfg.dcca_encoder_hidden, d)
-                    )
-                )
-                for m in MODALITIES
-            },
-            projectors=projectors,
+        name: JNF(
+            joint_encoder,
+            encoders,
+            decoders,
+            d,
+            projectors=projectors if name == "dcca" else None,
             **common,
-        ),
+        )
+        for name, encoders in posteriors.items()
     }
 
 
-def _split(cfg: JNFToyConfig, generator: torch.Generator) -> dict[str, ToyPairs]:
+def _split(cfg: ToyPosteriorsConfig, generator: torch.Generator) -> dict[str, ToyPairs]:
     c = cfg.data
     kwargs = {"size": c.size, "r_min": c.r_min, "r_max": c.r_max, "thickness": c.thickness}
     return {
@@ -130,7 +140,7 @@ def _split(cfg: JNFToyConfig, generator: torch.Generator) -> dict[str, ToyPairs]
     }
 
 
-def _checkpoint(cfg: JNFToyConfig, stage: str) -> Path:
+def _checkpoint(cfg: ToyPosteriorsConfig, stage: str) -> Path:
     """Checkpoint file of a stage, keyed by a hash of the config (no stale resumes).
 
     Device, threads and progress bars are left out: a killed run resumes on another device.
@@ -142,7 +152,7 @@ def _checkpoint(cfg: JNFToyConfig, stage: str) -> Path:
 
 @torch.no_grad()
 def _evaluate(
-    cfg: JNFToyConfig, models: dict[str, JNF], test: ToyPairs, device: torch.device
+    cfg: ToyPosteriorsConfig, models: dict[str, JNF], test: ToyPairs, device: torch.device
 ) -> tuple[dict, dict, dict[str, Tensor], dict[str, Tensor], dict[str, Tensor], Tensor]:
     """Metrics and reference-square panels, with common random numbers across variants.
 
@@ -150,8 +160,7 @@ def _evaluate(
         ``(metrics, details, density, shown, shown_realistic, grid)`` as in :class:`ToyResult`.
     """
     x = {m: v.to(device) for m, v in test.x.items()}
-    joint = models["gaussian"].joint
-    q_joint = joint.encode(x)
+    q_joint = models["gaussian"].posterior(x)
     z_joint = rsample(q_joint, (), torch.Generator().manual_seed(cfg.seed + 1))
     # The paper's axes, [-4.5, 4.5]^2, widened in steps of 0.5 when the embeddings spread further.
     spread = float(torch.quantile(q_joint.mean.abs().flatten().cpu(), 0.99))
@@ -167,7 +176,7 @@ def _evaluate(
     metrics, details, density, shown, realistic = {}, {}, {}, {}, {}
     for name, model in models.items():
         model.eval()
-        log_q = {m: float(model.posterior(x, m).log_prob(z_joint).mean()) for m in MODALITIES}
+        log_q = {m: float(model.posterior(x, [m]).log_prob(z_joint).mean()) for m in MODALITIES}
         gen = model.generate(x, [SOURCE], generator=torch.Generator().manual_seed(cfg.seed + 2))
         fitted = fit_shapes(gen[TARGET][0].cpu(), TARGET)
         realistic_all = fitted.realistic(cfg.iou_threshold)
@@ -184,7 +193,7 @@ def _evaluate(
             "mean_iou": float(fitted.iou.mean()),
             "mean_misplaced": float(fitted.misplaced.mean()),
         }
-        q_ref = model.posterior(x_ref, SOURCE)
+        q_ref = model.posterior(x_ref, [SOURCE])
         density[name] = q_ref.log_prob(points).exp().reshape(len(grid), len(grid)).cpu()
         circles = model.generate(
             x_ref, [SOURCE], n=cfg.n_shown, generator=torch.Generator().manual_seed(cfg.seed + 3)
@@ -196,11 +205,11 @@ def _evaluate(
     return metrics, details, density, shown, realistic, grid.cpu()
 
 
-def run_jnf_toy(cfg: JNFToyConfig) -> ToyResult:
+def run(cfg: ToyPosteriorsConfig) -> ToyResult:
     """Train the shared joint VAE and the three unimodal posteriors; evaluate; collect panels.
 
     Args:
-        cfg: the experiment config (see ``repro.config.get("jnf_toy_posteriors", ...)``).
+        cfg: the experiment config (``repro.papers.jnf.settings.get("toy_posteriors", ...)``).
 
     Returns:
         A :class:`ToyResult`.
@@ -209,10 +218,9 @@ def run_jnf_toy(cfg: JNFToyConfig) -> ToyResult:
         return _run(cfg)
 
 
-def _run(cfg: JNFToyConfig) -> ToyResult:
+def _run(cfg: ToyPosteriorsConfig) -> ToyResult:
     tic = time.perf_counter()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     generator = seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     data = _split(cfg, generator)
@@ -229,14 +237,22 @@ def _run(cfg: JNFToyConfig) -> ToyResult:
     ]  # the joint VAE is shared: training it through the flow model trains it for all three
     histories = {}
     for key, model, stage, train_cfg, desc in plan:
-        module, bound = model.prepare_stage(stage)
-        checkpoint = _checkpoint(cfg, key)
-        histories[key] = fit(module, bound, train, train_cfg, val, generator, checkpoint, desc=desc)
+        st = model.prepare_stage(stage)
+        histories[key] = fit(
+            st.module,
+            st.bound,
+            st.prepare(train),
+            train_cfg,
+            st.prepare(val),
+            generator,
+            _checkpoint(cfg, key),
+            desc=desc,
+        )
     test = data["test"]
     metrics, details, density, shown, realistic, grid = _evaluate(cfg, models, test, device)
     with torch.no_grad():
         n = min(cfg.n_scatter, len(test))
-        embedding = models["flow"].joint.encode({m: v[:n].to(device) for m, v in test.x.items()})
+        embedding = models["flow"].posterior({m: v[:n].to(device) for m, v in test.x.items()})
         embedding = embedding.mean.cpu()
     colour = (2 * test.label[:n] - 1) * test.radius[SOURCE][:n]
     ref = details["reference_index"]

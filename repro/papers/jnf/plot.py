@@ -1,0 +1,86 @@
+"""The ``jnf`` paper's figures, drawn from the results of its figure modules."""
+
+from __future__ import annotations
+
+import torch
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+
+from repro.papers.jnf.toy_posteriors import VARIANTS, ToyResult
+from repro.plotting import frame, set_style, tile
+
+__all__ = ["toy_posteriors"]
+
+VARIANT_TITLES = {
+    "gaussian": "(b) Gaussian $q(z|x_1)$",
+    "flow": "(c) Normalizing flow $q(z|x_1)$",
+    "dcca": "(d) DCCA: $q(z|g_1(x_1))$",
+}
+
+
+def toy_posteriors(result: ToyResult) -> Figure:
+    """Fig. 2 of arXiv 2502.03952 from a :class:`repro.papers.jnf.toy_posteriors.ToyResult`.
+
+    (a) example pairs; (b)-(d) the joint-posterior means of test pairs coloured by
+    ``(2 class - 1) * square size``, the density of ``q(z|x_1)`` for the reference large full
+    square (contours at 10, 20, 40, 60, 80 % of its maximum), and circles generated from it,
+    framed in red when they are not a clean disc or ring (IoU below the threshold).
+
+    Args:
+        result: the experiment result.
+
+    Returns:
+        The figure.
+    """
+    set_style()
+    fig = plt.figure(figsize=(17, 4.6), layout="constrained")
+    grid = fig.add_gridspec(1, 7, width_ratios=[0.9, 1.6, 0.8, 1.6, 0.8, 1.6, 0.8])
+    ax = fig.add_subplot(grid[0])
+    pairs = torch.stack([result.samples["square"][:, 0], result.samples["circle"][:, 0]], 1)
+    ax.imshow(tile(pairs.flatten(0, 1)[:16], ncols=4), cmap="gray", vmin=0, vmax=1)
+    ax.set_title("(a) pairs (square | circle)")
+    ax.axis("off")
+    lim = float(result.grid.abs().max())
+    extent = (-lim, lim)
+    levels = [0.1, 0.2, 0.4, 0.6, 0.8]
+    size = result.reference.shape[-1]
+    scatter, main_axes = None, [ax]
+    for k, name in enumerate(VARIANTS):
+        ax = fig.add_subplot(grid[1 + 2 * k])
+        scatter = ax.scatter(
+            result.embedding[:, 0], result.embedding[:, 1], c=result.colour, cmap="RdBu",
+            vmin=-0.9, vmax=0.9, s=7, linewidths=0,
+        )  # fmt: skip
+        density = result.density[name].numpy()
+        ax.contour(
+            result.grid.numpy(), result.grid.numpy(), density,
+            levels=[f * density.max() for f in levels], colors="black", linewidths=0.9,
+        )  # fmt: skip
+        ax.set(xlim=extent, ylim=extent, aspect="equal", title=VARIANT_TITLES[name])
+        ax.set_xlabel("$z_1$")
+        ax.set_ylabel("$z_2$")
+        inset = ax.inset_axes([0.02, 0.76, 0.22, 0.22])
+        inset.imshow(1 - result.reference[0].numpy(), cmap="gray", vmin=0, vmax=1)
+        inset.set_xticks([])
+        inset.set_yticks([])
+        m = result.metrics[name]
+        ax.text(
+            0.98, 0.02,
+            f"coherence {m['class_coherence']:.2f}\nlog q {m['heldout_log_q']:.2f}\n"
+            f"unrealistic {m['unrealistic_rate']:.2f}",
+            transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
+        )  # fmt: skip
+        gen_ax = fig.add_subplot(grid[2 + 2 * k])
+        gen_ax.imshow(tile(result.shown[name], ncols=4), cmap="gray", vmin=0, vmax=1)
+        for i, ok in enumerate(result.shown_realistic[name].tolist()):
+            if not ok:
+                frame(gen_ax, i, 4, size)
+        gen_ax.set_title("circles from $x_1$", fontsize=9)
+        gen_ax.axis("off")
+        main_axes += [ax, gen_ax]
+    bar = fig.colorbar(scatter, ax=main_axes, shrink=0.8, pad=0.01, aspect=30)
+    bar.set_ticks([-0.9, -0.6, -0.3, 0, 0.3, 0.6, 0.9])
+    bar.set_ticklabels(["0.9", "0.6", "0.3", "0", "0.3", "0.6", "0.9"])
+    bar.set_label("Square size (red: empty, blue: full)")
+    return fig

@@ -1,0 +1,165 @@
+"""Saving a figure with its record: PNG + PDF + JSON sidecar, atomically and as a set.
+
+``savefig(fig, result)`` takes everything from the result: its config (name, profile, device and
+all settings), its metrics, details and run time. No field is picked out by hand in a notebook.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import platform
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from repro.config import PROFILES
+from repro.io import atomic_write_set
+from repro.paths import figures_dir, repo_root
+
+__all__ = ["sidecar", "savefig"]
+
+EXTENSIONS = ("png", "pdf", "json")
+
+
+def _versions() -> dict[str, str]:
+    import zuko
+
+    import repro
+
+    return {
+        "python": platform.python_version(),
+        "repro": repro.__version__,
+        "torch": torch.__version__,
+        "zuko": zuko.__version__,
+        "numpy": np.__version__,
+        "matplotlib": matplotlib.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def _git() -> dict[str, Any]:
+    try:
+        root = repo_root()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return {"sha": sha, "dirty": bool(dirty)}
+    except (OSError, subprocess.CalledProcessError):
+        return {"sha": None, "dirty": None}
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _identity(result: Any) -> tuple[str, str, Any]:
+    cfg = getattr(result, "cfg", None)
+    name, profile = getattr(cfg, "name", None), getattr(cfg, "profile", None)
+    if cfg is None or not isinstance(name, str) or not isinstance(profile, str):
+        raise ValueError(
+            f"savefig needs a result with .cfg.name and .cfg.profile (a figure config), got "
+            f"{type(result).__name__}; pass what the figure module's run(cfg) returned"
+        )
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r} in the config; choose one of {PROFILES}")
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"figure name must be a plain file stem, got {name!r}")
+    return name, profile, cfg
+
+
+def sidecar(result: Any, files: Mapping[str, bytes] | None = None) -> dict[str, Any]:
+    """The JSON record written next to a figure.
+
+    Args:
+        result: a figure module's result: ``.cfg`` (with ``name``, ``profile``, ``device``),
+            ``.metrics``, and optionally ``.details`` and ``.seconds``.
+        files: optional rendered files (extension -> bytes); their SHA-256 is recorded, so a
+            figure and its sidecar can be checked to belong together.
+
+    Returns:
+        ``{"figure", "profile", "config", "metrics", "seconds", "versions", "git",
+        "determinism", "details", "files"}``.
+    """
+    name, profile, cfg = _identity(result)
+    device = getattr(cfg, "device", "cpu")
+    gpu = device != "cpu" and torch.cuda.is_available()
+    seconds = getattr(result, "seconds", None)
+    return _jsonable(
+        {
+            "figure": name,
+            "profile": profile,
+            "config": cfg,
+            "metrics": getattr(result, "metrics", {}),
+            "seconds": None if seconds is None else round(seconds, 1),
+            "versions": _versions(),
+            "git": _git(),
+            "determinism": (
+                "GPU run: not bitwise reproducible (GPU reductions); compare with a tolerance"
+                if gpu
+                else "CPU run: bit-reproducible for the same seed, threads and machine"
+            ),
+            "details": getattr(result, "details", None) or {},
+            "files": {ext: hashlib.sha256(data).hexdigest() for ext, data in (files or {}).items()},
+        }
+    )
+
+
+def savefig(fig: Figure, result: Any, folder: str | Path | None = None) -> dict[str, Path]:
+    """Write ``<name>.png``, ``.pdf`` and the ``.json`` sidecar to ``figures/<profile>/``.
+
+    Name and profile come from ``result.cfg``. The three files are written as a set: when any
+    write fails, the previous three stay together. The PDF carries no creation date, so it is
+    byte-stable for the same figure; the sidecar records the SHA-256 of the PNG and PDF.
+
+    Args:
+        fig: the figure.
+        result: what the figure module's ``run(cfg)`` returned.
+        folder: override of the target folder (default ``figures/<profile>/``).
+
+    Returns:
+        ``{"png", "pdf", "json"}`` paths.
+
+    Raises:
+        ValueError: for a result without a figure config, an unknown profile or a bad name.
+        FileNotFoundError: if the repository (hence ``figures/``) cannot be located.
+    """
+    name, profile, _ = _identity(result)
+    folder = Path(folder) if folder is not None else figures_dir(profile)
+    rendered = {}
+    for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None})):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=ext, metadata=meta, bbox_inches="tight")
+        rendered[ext] = buffer.getvalue()
+    record = sidecar(result, rendered)
+    rendered["json"] = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    paths = {ext: folder / f"{name}.{ext}" for ext in EXTENSIONS}
+    atomic_write_set({paths[ext]: rendered[ext] for ext in EXTENSIONS})
+    return paths

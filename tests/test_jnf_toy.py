@@ -36,6 +36,9 @@ def test_result_has_all_metrics_and_panels(result):
         "flow > gaussian on class_coherence",
         "dcca > gaussian on class_coherence",
     }
+    # a correlation is at most 1; the regularised DCCA objective is reported under its own name
+    assert 0.0 <= result.details["dcca_val_correlation"] <= 1.0
+    assert "dcca_val_objective" in result.details
     text = toy_posteriors.summary(result)
     assert "gaussian" in text and "paper's predictions" in text
 

@@ -159,6 +159,34 @@ def test_dcca_scalar_case_is_exact():
     torch.testing.assert_close(dcca({"a": h1, "b": h2}, top_k=1, r=r), expected)
 
 
+def test_reported_correlation_is_at_most_one_while_the_objective_may_exceed_it():
+    """Regression: the value reported as a correlation was sqrt(rho^2 + r) > 1."""
+    g = torch.Generator().manual_seed(0)
+    h1 = 10 * torch.randn(500, 1, generator=g)  # large-variance projections, as after training
+    h2 = 2.0 * h1 + 1.0  # perfectly correlated
+    r = 1e-3
+    objective = dcca({"a": h1, "b": h2}, top_k=1, r=r)
+    assert float(objective) > 1.0  # the public implementations' regularised objective
+    corr = canonical_correlations(h1, h2)
+    assert corr.shape == (1,) and float(corr.max()) <= 1.0
+    torch.testing.assert_close(corr, torch.ones(1), atol=1e-6, rtol=0)
+    # the published form (ridge on S11 and S22 only) is a correlation too: at most 1
+    published = dcca({"a": h1, "b": h2}, top_k=1, r=r, trace_ridge=False)
+    assert float(published) <= 1.0
+    torch.testing.assert_close(published, canonical_correlations(h1, h2, r=r)[0])
+    c = torch.cov(torch.cat([h1, h2], 1).T)
+    expected = c[0, 1].abs() / torch.sqrt((c[0, 0] + r) * (c[1, 1] + r))
+    torch.testing.assert_close(published, expected)
+
+
+def test_canonical_correlations_match_pearson_in_one_dimension():
+    g = torch.Generator().manual_seed(3)
+    h1 = torch.randn(300, 1, generator=g)
+    h2 = -0.5 * h1 + torch.randn(300, 1, generator=g)
+    pearson = torch.corrcoef(torch.cat([h1, h2], 1).T)[0, 1].abs()
+    torch.testing.assert_close(canonical_correlations(h1, h2)[0], pearson)
+
+
 def test_dcca_recovers_known_canonical_correlations():
     rho = torch.tensor([0.9, 0.6, 0.2])
     h1, h2 = _correlated_pair(rho, 200000, torch.Generator().manual_seed(1))

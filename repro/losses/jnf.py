@@ -75,24 +75,8 @@ def _inv_sqrt(matrix: Tensor, eps: float) -> Tensor:
     return (vectors * inv.unsqueeze(-2)) @ vectors.transpose(-1, -2)
 
 
-def canonical_correlations(h1: Tensor, h2: Tensor, r: float = 1e-3, eps: float = 1e-9) -> Tensor:
-    """Regularised canonical correlations of two batches of projections (DCCA statistic).
-
-    ``T = S11^{-1/2} S12 S22^{-1/2}`` with ``Sii = cov(Hi) + r I``; returns the square roots of
-    the eigenvalues of ``T^T T + r I``, largest first.
-
-    Args:
-        h1: ``(m, o1)`` projections of modality 1 for a batch of ``m`` samples.
-        h2: ``(m, o2)`` projections of modality 2.
-        r: ridge added to the covariances and to ``T^T T`` (Andrew et al.: 1e-3).
-        eps: eigenvalues below this are dropped in the inverse square roots.
-
-    Returns:
-        ``(o2,)`` correlations, sorted in decreasing order.
-
-    Raises:
-        ValueError: on mismatched batch sizes or a batch of fewer than 2 samples.
-    """
+def _whitened_cross_covariance(h1: Tensor, h2: Tensor, r: float, eps: float) -> Tensor:
+    """``T = S11^{-1/2} S12 S22^{-1/2}`` with ``Sii = cov(Hi) + r I`` (Andrew et al., Sec. 2)."""
     if h1.shape[0] != h2.shape[0] or h1.shape[0] < 2:
         raise ValueError(f"need two batches of equal size >= 2, got {h1.shape} and {h2.shape}")
     m = h1.shape[0]
@@ -101,19 +85,53 @@ def canonical_correlations(h1: Tensor, h2: Tensor, r: float = 1e-3, eps: float =
     s12 = c1.T @ c2 / (m - 1)
     s11 = c1.T @ c1 / (m - 1) + r * torch.eye(h1.shape[1], dtype=h1.dtype, device=h1.device)
     s22 = c2.T @ c2 / (m - 1) + r * torch.eye(h2.shape[1], dtype=h2.dtype, device=h2.device)
-    t = _inv_sqrt(s11, eps) @ s12 @ _inv_sqrt(s22, eps)
-    tt = t.T @ t + r * torch.eye(t.shape[1], dtype=t.dtype, device=t.device)
-    values = torch.linalg.eigvalsh(tt).clamp(min=eps)
-    return values.flip(0).sqrt()
+    return _inv_sqrt(s11, eps) @ s12 @ _inv_sqrt(s22, eps)
+
+
+def canonical_correlations(h1: Tensor, h2: Tensor, r: float = 0.0, eps: float = 1e-9) -> Tensor:
+    """Canonical correlations of two batches of projections: the singular values of ``T``.
+
+    ``T = S11^{-1/2} S12 S22^{-1/2}`` with ``Sii = cov(Hi) + r I``. This is the published form
+    of Andrew et al. (2013), whose ridge regularises only ``S11`` and ``S22``; each value is at
+    most 1 (with ``r = 0``, the sample canonical correlations; a ridge only shrinks them).
+    Directions whose variance is below ``eps`` are dropped (their correlation is 0).
+
+    Args:
+        h1: ``(m, o1)`` projections of modality 1 for a batch of ``m`` samples.
+        h2: ``(m, o2)`` projections of modality 2.
+        r: ridge added to the two covariances (0: the plain sample statistic).
+        eps: eigenvalues below this are dropped in the inverse square roots.
+
+    Returns:
+        ``(min(o1, o2),)`` correlations in ``[0, 1]``, sorted in decreasing order.
+
+    Raises:
+        ValueError: on mismatched batch sizes or a batch of fewer than 2 samples.
+
+    References:
+        Andrew, Arora, Bilmes, Livescu, "Deep Canonical Correlation Analysis", ICML 2013, Sec. 2.
+    """
+    t = _whitened_cross_covariance(h1, h2, r, eps)
+    return torch.linalg.svdvals(t).clamp(max=1.0)
 
 
 def dcca(
-    h: Mapping[str, Tensor], top_k: int | None = None, r: float = 1e-3, eps: float = 1e-9
+    h: Mapping[str, Tensor],
+    top_k: int | None = None,
+    r: float = 1e-3,
+    eps: float = 1e-9,
+    trace_ridge: bool = True,
 ) -> Tensor:
-    """Deep CCA objective: the sum of the ``top_k`` canonical correlations, summed over pairs.
+    """Deep CCA training objective: the ``top_k`` regularised correlations, summed over pairs.
 
     Batch-level (scalar), not per sample: correlations are statistics of the whole batch.
-    The DCCA loss is its negative (Andrew et al. 2013, ICML, Eq. 10 with the ridge ``r``).
+    The DCCA loss is its negative. Per pair it is ``sum_k sqrt(eig_k(T^T T + r I))``, ``T`` as
+    in :func:`canonical_correlations` with the ridge ``r`` on both covariances. The extra
+    ``+ r I`` on ``T^T T`` (``trace_ridge=True``, the default) is what the public DCCA code and
+    the JNF-Shared implementation optimise; it keeps the square root differentiable at zero
+    correlations, but lets a value exceed 1 (``sqrt(rho^2 + r)``), so this is an *objective*,
+    not a correlation: report :func:`canonical_correlations` instead. ``trace_ridge=False`` is
+    the published form of Andrew et al., which regularises only ``S11`` and ``S22``.
 
     Args:
         h: projections ``g_j(x_j)`` per modality, each ``(m, o)``; at least two modalities.
@@ -121,6 +139,7 @@ def dcca(
             toy uses 1, and the reference notes that keeping all "generally leads to NaN").
         r: ridge, as in :func:`canonical_correlations`.
         eps: eigenvalue floor, as in :func:`canonical_correlations`.
+        trace_ridge: also add ``r I`` to ``T^T T`` (the public implementations).
 
     Returns:
         A scalar to maximise.
@@ -135,6 +154,10 @@ def dcca(
         raise ValueError(f"top_k must be None or >= 1, got {top_k}")
     total = 0.0
     for a, b in itertools.combinations(sorted(h), 2):
-        corr = canonical_correlations(h[a], h[b], r=r, eps=eps)
+        t = _whitened_cross_covariance(h[a], h[b], r, eps)
+        tt = t.T @ t
+        if trace_ridge:
+            tt = tt + r * torch.eye(t.shape[1], dtype=t.dtype, device=t.device)
+        corr = torch.linalg.eigvalsh(tt).clamp(min=eps).flip(0).sqrt()
         total = total + (corr if top_k is None else corr[:top_k]).sum()
     return total

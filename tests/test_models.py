@@ -4,9 +4,15 @@ import torch
 from repro.config import TrainConfig
 from repro.distributions import product_of_experts
 from repro.flows import FlowPosterior
-from repro.models.decoders import ConvDecoder, MLPDecoder, likelihood
+from repro.models.decoders import (
+    ConvDecoder,
+    FixedScaleLaplace,
+    FixedScaleNormal,
+    MLPDecoder,
+    likelihood,
+)
 from repro.models.encoders import ConvEncoder, JointMLPEncoder, MLPEncoder, ProjectedEncoder, mlp
-from repro.models.jnf import JNF
+from repro.models.jnf import JNF, QZ_LOC
 from repro.models.joint import JointVAE, SubsetPosterior
 from repro.train import evaluate, fit
 
@@ -188,3 +194,46 @@ def test_joint_vae_interface_posteriors_and_bound():
     mask[0, 1] = False
     with pytest.raises(ValueError, match="complete batches"):
         model.bound({**x, "mask": mask})
+
+
+@pytest.mark.parametrize(
+    "fixed,reference",
+    [
+        (FixedScaleNormal, torch.distributions.Normal),
+        (FixedScaleLaplace, torch.distributions.Laplace),
+    ],
+)
+def test_fixed_scale_likelihoods_equal_torch_distributions(fixed, reference):
+    """Every public method a user can call, against torch's own distribution."""
+    loc = torch.rand(4, 3)
+    x = torch.randn(2, 4, 3)
+    mine, ref = fixed(loc, 0.75), reference(loc, 0.75)
+    torch.testing.assert_close(mine.log_prob(x), ref.log_prob(x))
+    torch.testing.assert_close(mine.mean, ref.mean)
+    torch.testing.assert_close(mine.variance, ref.variance)
+    torch.testing.assert_close(mine.entropy(), ref.entropy())
+    torch.manual_seed(0)
+    a = mine.rsample((5,))
+    torch.manual_seed(0)
+    torch.testing.assert_close(a, ref.rsample((5,)))
+    assert mine.sample((2,)).shape == (2, 4, 3)
+    wide = mine.expand(torch.Size([2, 4, 3]))
+    assert isinstance(wide, fixed) and wide.batch_shape == (2, 4, 3)
+    torch.testing.assert_close(wide.log_prob(x), ref.expand((2, 4, 3)).log_prob(x))
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        fixed(loc, 0.0)
+
+
+def test_unimodal_stage_with_precomputed_joint_posterior_is_the_same_bound():
+    """Stage 2 draws z from q(z|X) computed once per sample: the same bound, same random numbers."""
+    model = _model()
+    stage = model.prepare_stage("unimodal")
+    x = _data(12)
+    prepared = stage.prepare(x)
+    assert prepared[QZ_LOC].shape == (12, 2) and set(x) < set(prepared)
+    torch.manual_seed(3)
+    direct = stage.bound(x)
+    torch.manual_seed(3)
+    torch.testing.assert_close(stage.bound(prepared), direct)
+    history = fit(stage.module, stage.bound, prepared, TrainConfig(epochs=1, progress=False))
+    assert len(history.train) == 1

@@ -11,7 +11,70 @@ from torch.distributions import Bernoulli, Distribution, Independent, Laplace, N
 
 from repro.models.encoders import mlp
 
-__all__ = ["LIKELIHOODS", "likelihood", "MLPDecoder", "ConvDecoder"]
+__all__ = [
+    "LIKELIHOODS",
+    "FixedScaleNormal",
+    "FixedScaleLaplace",
+    "likelihood",
+    "MLPDecoder",
+    "ConvDecoder",
+]
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class FixedScaleNormal(Normal):
+    """``N(loc, s^2)`` with one constant scale ``s``: the decoder likelihood of fixed variance.
+
+    Same values as ``Normal(loc, s)``, but ``log_prob`` works with the Python float ``s``
+    instead of materialising full-size ``scale**2`` and ``log(scale)`` tensors at every step.
+
+    Args:
+        loc: ``(...)`` means.
+        scale: the constant standard deviation ``s > 0``.
+    """
+
+    def __init__(self, loc: Tensor, scale: float) -> None:
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        self.fixed_scale = float(scale)
+        constant = torch.full((), self.fixed_scale, dtype=loc.dtype, device=loc.device)
+        super().__init__(loc, constant.expand(loc.shape), validate_args=False)
+
+    def expand(self, batch_shape: torch.Size, _instance=None) -> FixedScaleNormal:
+        """The same distribution over a broadcast batch shape."""
+        return type(self)(self.loc.expand(batch_shape), self.fixed_scale)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """``-(x - mu)^2 / (2 s^2) - log s - log(2 pi) / 2``, elementwise."""
+        s = self.fixed_scale
+        return (value - self.loc).square().mul(-0.5 / s**2) - (math.log(s) + _HALF_LOG_2PI)
+
+
+class FixedScaleLaplace(Laplace):
+    """``Laplace(loc, b)`` with one constant scale ``b``, see :class:`FixedScaleNormal`.
+
+    Args:
+        loc: ``(...)`` locations.
+        scale: the constant scale ``b > 0``.
+    """
+
+    def __init__(self, loc: Tensor, scale: float) -> None:
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        self.fixed_scale = float(scale)
+        constant = torch.full((), self.fixed_scale, dtype=loc.dtype, device=loc.device)
+        super().__init__(loc, constant.expand(loc.shape), validate_args=False)
+
+    def expand(self, batch_shape: torch.Size, _instance=None) -> FixedScaleLaplace:
+        """The same distribution over a broadcast batch shape."""
+        return type(self)(self.loc.expand(batch_shape), self.fixed_scale)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """``-|x - mu| / b - log(2 b)``, elementwise."""
+        b = self.fixed_scale
+        return (value - self.loc).abs().mul(-1.0 / b) - math.log(2 * b)
+
 
 LIKELIHOODS = ("bernoulli", "normal", "laplace")
 
@@ -35,9 +98,9 @@ def likelihood(out: Tensor, kind: str, scale: float, event_dims: int) -> Distrib
     if kind == "bernoulli":
         base: Distribution = Bernoulli(logits=out)
     elif kind == "normal":
-        base = Normal(torch.sigmoid(out), scale)
+        base = FixedScaleNormal(torch.sigmoid(out), scale)
     elif kind == "laplace":
-        base = Laplace(torch.sigmoid(out), scale)
+        base = FixedScaleLaplace(torch.sigmoid(out), scale)
     else:
         raise ValueError(f"unknown likelihood {kind!r}; choose one of {LIKELIHOODS}")
     return Independent(base, event_dims)

@@ -16,11 +16,14 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from repro.distributions import gaussian_params
 from repro.losses import dcca, elbo, jnf_ljm
 from repro.models.base import Batch, Stage, split_batch
 from repro.models.joint import JointVAE
 
-__all__ = ["JNF"]
+__all__ = ["JNF", "QZ_LOC", "QZ_SCALE"]
+
+QZ_LOC, QZ_SCALE = "qz_x.loc", "qz_x.scale"  # batch keys of the frozen joint posterior (stage 2)
 
 
 class JNF(JointVAE):
@@ -120,7 +123,35 @@ class JNF(JointVAE):
             "joint": self.joint_bound,
             "unimodal": self.unimodal_bound,
         }[stage]
+        if stage == "unimodal":
+            return Stage(self._stage_module(stage), bound, self.with_joint_posterior)
         return Stage(self._stage_module(stage), bound)
+
+    @torch.no_grad()
+    def with_joint_posterior(
+        self, data: Mapping[str, Tensor], batch_size: int = 4096
+    ) -> dict[str, Tensor]:
+        """Add the frozen joint posterior's parameters to ``data`` (stage ``"unimodal"``).
+
+        The joint encoder is frozen in stage 2, so ``q(z|X)`` is computed once per sample here
+        instead of at every training step; :meth:`unimodal_bound` then only draws from it.
+
+        Args:
+            data: observations per modality, ``(N, ...)`` each.
+            batch_size: encoding batch size.
+
+        Returns:
+            ``data`` plus ``(N, D)`` tensors under :data:`QZ_LOC` and :data:`QZ_SCALE`.
+        """
+        x, _ = split_batch(data, self.modalities)
+        n = len(next(iter(x.values())))
+        locs, scales = [], []
+        for start in range(0, n, batch_size):
+            q = self.joint_encoder({m: x[m][start : start + batch_size] for m in self.modalities})
+            loc, scale = gaussian_params(q)
+            locs.append(loc)
+            scales.append(scale)
+        return {**data, QZ_LOC: torch.cat(locs), QZ_SCALE: torch.cat(scales)}
 
     def joint_bound(self, batch: Batch) -> Tensor:
         """Stage ``"joint"``: the multimodal ELBO per sample, ``(B,)``."""
@@ -131,7 +162,10 @@ class JNF(JointVAE):
         x, mask = split_batch(batch, self.modalities)
         self._complete(mask, "unimodal_bound")
         with torch.no_grad():
-            z = self.joint_encoder(x).sample()
+            if QZ_LOC in x:  # computed once per sample by with_joint_posterior
+                z = torch.normal(x[QZ_LOC], x[QZ_SCALE])
+            else:
+                z = self.joint_encoder(x).sample()
         return jnf_ljm({m: self.encoders[m](x[m]) for m in self.modalities}, z)
 
     def projector_bound(self, batch: Batch) -> Tensor:

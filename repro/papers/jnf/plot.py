@@ -33,9 +33,12 @@ def toy_posteriors(result: ToyResult) -> Figure:
         The figure.
     """
     set_style()
-    fig = plt.figure(figsize=(17, 4.6), layout="constrained")
-    grid = fig.add_gridspec(1, 7, width_ratios=[0.9, 1.6, 0.8, 1.6, 0.8, 1.6, 0.8])
-    ax = fig.add_subplot(grid[0])
+    # Two rows of two panels: about 1000 px wide, the width of a notebook's output area, so
+    # labels and generated circles are readable without zooming.
+    fig = plt.figure(figsize=(10, 8.6), layout="constrained")
+    grid = fig.add_gridspec(2, 4, width_ratios=[1.6, 0.7, 1.6, 0.7])
+    slots = [(0, 2), (1, 0), (1, 2)]  # (row, first column) of panels (b), (c), (d)
+    ax = fig.add_subplot(grid[0, 0:2])
     pairs = torch.stack([result.samples["square"][:, 0], result.samples["circle"][:, 0]], 1)
     ax.imshow(tile(pairs.flatten(0, 1)[:16], ncols=4), cmap="gray", vmin=0, vmax=1)
     ax.set_title("(a) pairs (square | circle)")
@@ -46,7 +49,8 @@ def toy_posteriors(result: ToyResult) -> Figure:
     size = result.reference.shape[-1]
     scatter, main_axes = None, [ax]
     for k, name in enumerate(VARIANTS):
-        ax = fig.add_subplot(grid[1 + 2 * k])
+        row, col = slots[k]
+        ax = fig.add_subplot(grid[row, col])
         scatter = ax.scatter(
             result.embedding[:, 0], result.embedding[:, 1], c=result.colour, cmap="RdBu",
             vmin=-0.9, vmax=0.9, s=7, linewidths=0,
@@ -68,18 +72,18 @@ def toy_posteriors(result: ToyResult) -> Figure:
             0.98, 0.02,
             f"coherence {m['class_coherence']:.2f}\nlog q {m['heldout_log_q']:.2f}\n"
             f"unrealistic {m['unrealistic_rate']:.2f}",
-            transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
+            transform=ax.transAxes, ha="right", va="bottom", fontsize=10,
             bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
         )  # fmt: skip
-        gen_ax = fig.add_subplot(grid[2 + 2 * k])
+        gen_ax = fig.add_subplot(grid[row, col + 1])
         gen_ax.imshow(tile(result.shown[name], ncols=4), cmap="gray", vmin=0, vmax=1)
         for i, ok in enumerate(result.shown_realistic[name].tolist()):
             if not ok:
                 frame(gen_ax, i, 4, size)
-        gen_ax.set_title("circles from $x_1$", fontsize=9)
+        gen_ax.set_title("circles from $x_1$", fontsize=10)
         gen_ax.axis("off")
         main_axes += [ax, gen_ax]
-    bar = fig.colorbar(scatter, ax=main_axes, shrink=0.8, pad=0.01, aspect=30)
+    bar = fig.colorbar(scatter, ax=main_axes, shrink=0.6, pad=0.01, aspect=40)
     bar.set_ticks([-0.9, -0.6, -0.3, 0, 0.3, 0.6, 0.9])
     bar.set_ticklabels(["0.9", "0.6", "0.3", "0", "0.3", "0.6", "0.9"])
     bar.set_label("Square size (red: empty, blue: full)")

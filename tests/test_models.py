@@ -132,9 +132,9 @@ def test_sample_posterior_and_generate_cover_every_subset_size():
     g = torch.Generator().manual_seed(0)
     assert model.sample_posterior(x, MODS, n=3, generator=g).shape == (3, 4, 2)
     assert model.sample_posterior(x, ["b"], n=3, generator=g).shape == (3, 4, 2)
-    z = model.sample_posterior(x, ["a", "c"], n=3, generator=g, hmc_steps=5, n_leapfrog=3)
+    z = model.sample_posterior(x, ["a", "c"], n=3, generator=g, n_steps=5, n_leapfrog=3)
     assert z.shape == (3, 4, 2) and bool(torch.isfinite(z).all())
-    out = model.generate(x, ["a", "c"], n=2, generator=g, hmc_steps=3)
+    out = model.generate(x, ["a", "c"], n=2, generator=g, n_steps=3)
     assert set(out) == set(MODS) and out["b"].shape == (2, 4, *SHAPE)
 
 

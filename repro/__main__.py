@@ -41,7 +41,8 @@ def main(argv: Sequence[str] | None = None, figures: Mapping[str, Figure] = FIGU
         figures: the figure registry (tests pass their own).
 
     Returns:
-        The exit code: 0 on success, 1 when a notebook fails, 2 for bad arguments.
+        The exit code: 0 on success, 1 when a notebook fails or is missing, 2 for bad
+        arguments.
     """
     args = _parser(figures).parse_args(argv)
     if args.command == "list":
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None, figures: Mapping[str, Figure] = FIGU
             print(f"{len(seconds)} notebook(s) refreshed; review with `git diff notebooks/`")
             return 0
         seconds = run_figures(args.only, args.profile, args.device, figures)
-    except NotebookFailed as exc:
+    except (NotebookFailed, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     total = sum(seconds.values())

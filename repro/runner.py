@@ -2,21 +2,46 @@
 
 Executed copies go to ``runs/<profile>/`` (git-ignored); the notebooks themselves write
 ``figures/<profile>/<name>.{png,pdf,json}``.
+
+**Progress.** Before a kernel starts, the runner sets :data:`repro.train.PROGRESS_ENV` to
+``runs/<profile>/.progress-<name>.jsonl`` (and :data:`repro.train.HEADLESS_ENV`); the kernel
+inherits the environment, :func:`repro.train.fit` appends one JSON line per epoch to that file
+and draws no bar in the notebook, and a thread of the runner follows the file and shows the
+training of every stage in the terminal (a bar per stage on a terminal, one line per update
+otherwise). The file is removed when the notebook ends.
+
+**Kernel transport.** On POSIX systems the kernel talks to the runner over IPC sockets instead of
+local TCP: ipykernel (>= 7) logs "Kernel is running over TCP without encryption" at every TCP
+start, and IPC is the remedy that warning itself recommends. Nothing else is silenced.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
 
 from repro.config import PROFILES
 from repro.io import atomic_write, atomic_write_text
 from repro.paths import figures_dir, notebooks_dir, runs_dir
 from repro.registry import FIGURES, Figure
+from repro.train import HEADLESS_ENV, PROGRESS_ENV
 
-__all__ = ["NotebookFailed", "run_figures", "clean_notebook", "refresh_notebooks"]
+__all__ = [
+    "NotebookFailed",
+    "run_figures",
+    "clean_notebook",
+    "refresh_notebooks",
+    "follow_progress",
+    "kernel_config",
+]
 
 
 class NotebookFailed(RuntimeError):
@@ -31,6 +56,183 @@ def _failed_cell(exc: Exception) -> str:
     return f"{where} raised {name}: {value}"
 
 
+@contextmanager
+def kernel_config() -> Iterator[Any]:
+    """The traitlets config of a kernel the runner starts: IPC transport on POSIX.
+
+    The IPC sockets are created in a fresh temporary folder, removed at the end (the default,
+    a relative ``kernel-ipc`` prefix, would put them in the notebook's folder).
+
+    Yields:
+        A ``traitlets.config.Config`` for papermill's or nbclient's kernel manager (empty on
+        Windows, where Jupyter kernels only speak TCP).
+    """
+    from traitlets.config import Config
+
+    config = Config()
+    if os.name != "posix":
+        yield config
+        return
+    with tempfile.TemporaryDirectory(prefix="repro-kernel-") as folder:  # short: socket paths
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = str(Path(folder) / "kernel")
+        yield config
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block (kernels started inside inherit them)."""
+    previous = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class _ProgressView:
+    """Follows a JSON-lines progress file written by :func:`repro.train.fit` in a kernel."""
+
+    def __init__(self, path: Path, stream: IO[str], min_interval: float) -> None:
+        self.path, self.stream, self.min_interval = path, stream, min_interval
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.offset, self.tail = 0, b""
+        self.bar: Any = None
+        self.last_line: dict[str, float] = {}
+
+    def poll(self) -> None:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read()
+        except OSError:  # not written yet, or removed
+            return
+        self.offset += len(chunk)
+        *lines, self.tail = (self.tail + chunk).split(b"\n")
+        for line in lines:
+            try:
+                record = json.loads(line)
+                self.show(record)
+            except (ValueError, TypeError, KeyError):  # a torn or foreign line: skip it
+                continue
+
+    def show(self, record: dict[str, Any]) -> None:
+        desc, epoch, epochs = str(record["desc"]), int(record["epoch"]), int(record["epochs"])
+        starting = bool(record.get("start"))
+        if self.tty:
+            self._show_bar(desc, epoch, epochs, starting, record)
+        else:
+            self._show_line(desc, epoch, epochs, starting, record)
+
+    def _show_bar(
+        self, desc: str, epoch: int, epochs: int, starting: bool, record: dict[str, Any]
+    ) -> None:
+        from tqdm.std import tqdm
+
+        bar = self.bar
+        if bar is None or starting or bar.desc != desc or bar.total != epochs or epoch < bar.n:
+            self.close_bar()
+            bar = self.bar = tqdm(
+                total=epochs,
+                initial=epoch if starting else epoch - 1,
+                desc=desc,
+                unit="epoch",
+                file=self.stream,
+                leave=True,
+                dynamic_ncols=True,
+            )
+        if epoch > bar.n:
+            bar.set_postfix(_metrics(record), refresh=False)
+            bar.update(epoch - bar.n)
+
+    def _show_line(
+        self, desc: str, epoch: int, epochs: int, starting: bool, record: dict[str, Any]
+    ) -> None:
+        now = time.monotonic()
+        if starting:
+            text = f"resuming after epoch {epoch}/{epochs}" if epoch else f"{epochs} epoch(s)"
+        elif epoch == epochs or now - self.last_line.get(desc, -1e9) >= self.min_interval:
+            metrics = "  ".join(f"{k} {v}" for k, v in _metrics(record).items())
+            text = f"epoch {epoch}/{epochs}  {metrics}  ({record.get('elapsed', 0):.1f} s)"
+        else:
+            return
+        self.last_line[desc] = now
+        from tqdm.std import tqdm
+
+        tqdm.write(f"    {desc}: {text}", file=self.stream)  # clears papermill's cell bar first
+        self.stream.flush()
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _metrics(record: Mapping[str, Any]) -> dict[str, str]:
+    return {k: f"{record[k]:.4g}" for k in ("train", "val") if record.get(k) is not None}
+
+
+@contextmanager
+def follow_progress(
+    path: str | Path,
+    stream: IO[str] | None = None,
+    interval: float = 0.5,
+    min_interval: float = 5.0,
+) -> Iterator[None]:
+    """Show the training progress that kernels write to ``path`` while the block runs.
+
+    The file is (re)created empty, :data:`repro.train.PROGRESS_ENV` points at it and
+    :data:`repro.train.HEADLESS_ENV` is set for the block, so that kernels started inside it
+    report there instead of drawing bars into the notebook. A thread polls the file every
+    ``interval`` seconds; on a terminal it keeps one tqdm bar per training stage, otherwise it
+    writes one line per update (at most one per stage every ``min_interval`` seconds, plus
+    each stage's start and last epoch). The file is removed at the end.
+
+    Args:
+        path: the progress file (its folder must exist).
+        stream: where to show progress (default: ``sys.stderr``).
+        interval: polling period in seconds.
+        min_interval: minimum seconds between two lines of one stage on a non-terminal stream.
+
+    Yields:
+        Nothing.
+    """
+    path = Path(path).resolve()  # the kernel runs in the notebook's folder
+    path.write_bytes(b"")
+    view = _ProgressView(path, stream if stream is not None else sys.stderr, min_interval)
+    stop = threading.Event()
+
+    def follow() -> None:
+        while not stop.wait(interval):
+            view.poll()
+
+    thread = threading.Thread(target=follow, name="repro-progress", daemon=True)
+    try:
+        with _environment({PROGRESS_ENV: str(path), HEADLESS_ENV: "1"}):
+            thread.start()
+            yield
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join()
+        view.poll()  # what the kernel wrote after the last poll
+        view.close_bar()
+        path.unlink(missing_ok=True)
+
+
+def _check_notebook(path: Path, name: str) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"notebook {path} of figure {name!r} does not exist"
+            + ("" if path.parent.is_dir() else f" (its folder {path.parent} is missing too)")
+            + "; run from a complete checkout of the repository, or set REPRO_ROOT to one"
+        )
+
+
 def run_figures(
     names: Iterable[str] | None = None,
     profile: str = "quick",
@@ -40,18 +242,23 @@ def run_figures(
 ) -> dict[str, float]:
     """Execute figure notebooks in order, stopping at the first failure.
 
+    Output folders (``runs/<profile>/``) are created: papermill itself does not create them.
+    While a notebook runs, the training progress of its stages is shown on stderr (see
+    :func:`follow_progress`).
+
     Args:
         names: figures to run (default: all, in registry order).
         profile: ``"quick"`` or ``"full"``, injected as the ``PRESET`` parameter.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``, injected as ``DEVICE``.
         figures: the registry (tests pass their own).
-        progress: show papermill's cell progress bar.
+        progress: show papermill's cell progress bar and the training progress.
 
     Returns:
         Wall seconds per executed notebook.
 
     Raises:
         ValueError: for an unknown figure or profile (the message lists the valid names).
+        FileNotFoundError: for a registered notebook that is missing from the checkout.
         NotebookFailed: when a notebook fails; earlier outputs stay in place.
     """
     import papermill
@@ -69,22 +276,33 @@ def run_figures(
         figure = figures[name]
         source = notebooks_dir() / figure.notebook
         target = out_dir / figure.notebook
+        _check_notebook(source, name)
+        target.parent.mkdir(parents=True, exist_ok=True)  # notebooks may sit in subfolders
         sys.stdout.write(f"[{i}/{len(names)}] {name} ({profile}, device={device}) ...\n")
         sys.stdout.flush()
         tic = time.perf_counter()
+        stream = sys.stderr if progress else open(os.devnull, "w")  # noqa: SIM115
         try:
-            papermill.execute_notebook(
-                str(source),
-                str(target),
-                parameters={"PRESET": profile, "DEVICE": device},
-                kernel_name="python3",
-                cwd=str(source.parent),
-                progress_bar=progress,
-            )
+            with (
+                kernel_config() as config,
+                follow_progress(out_dir / f".progress-{name}.jsonl", stream),
+            ):
+                papermill.execute_notebook(
+                    str(source),
+                    str(target),
+                    parameters={"PRESET": profile, "DEVICE": device},
+                    kernel_name="python3",
+                    cwd=str(source.parent),
+                    progress_bar=progress,
+                    config=config,
+                )
         except papermill.PapermillExecutionError as exc:
             raise NotebookFailed(
                 f"{figure.notebook} failed: {_failed_cell(exc)} (executed copy: {target})"
             ) from exc
+        finally:
+            if stream is not sys.stderr:
+                stream.close()
         seconds[name] = time.perf_counter() - tic
         sys.stdout.write(f"[{i}/{len(names)}] {name} done in {seconds[name]:.1f} s\n")
     return seconds
@@ -122,7 +340,9 @@ def refresh_notebooks(
 
     This is how the committed outputs that nbval compares are produced: run it after changing
     a notebook or the code behind it, and commit the result. The quick figure is also copied to
-    ``figures/readme/`` (committed, shown in the README; no other command writes there).
+    ``figures/readme/`` (committed, shown in the README; no other command writes there; the
+    folder is created if missing). Kernels run headless, as in :func:`run_figures`: training
+    progress is shown on stderr and no progress bar is saved into the notebook.
 
     Args:
         names: figures whose notebooks to refresh (default: all).
@@ -133,6 +353,7 @@ def refresh_notebooks(
 
     Raises:
         ValueError: for an unknown figure.
+        FileNotFoundError: for a registered notebook that is missing from the checkout.
         NotebookFailed: when a notebook fails (the committed file is left untouched).
     """
     import nbformat
@@ -146,17 +367,24 @@ def refresh_notebooks(
     seconds = {}
     for name in names:
         path = notebooks_dir() / figures[name].notebook
+        _check_notebook(path, name)
         nb = nbformat.read(path, as_version=4)
         tic = time.perf_counter()
         sys.stdout.write(f"executing {path.name} in place ...\n")
         sys.stdout.flush()
         try:
-            NotebookClient(
-                nb,
-                kernel_name="python3",
-                timeout=1800,
-                resources={"metadata": {"path": str(path.parent)}},
-            ).execute()
+            with (
+                kernel_config() as config,
+                tempfile.TemporaryDirectory(prefix="repro-progress-") as tmp,
+                follow_progress(Path(tmp) / f"{name}.jsonl"),
+            ):
+                NotebookClient(
+                    nb,
+                    kernel_name="python3",
+                    timeout=1800,
+                    resources={"metadata": {"path": str(path.parent)}},
+                    config=config,
+                ).execute()
         except CellExecutionError as exc:
             raise NotebookFailed(f"{path.name} failed: {exc}".splitlines()[0]) from exc
         seconds[name] = time.perf_counter() - tic

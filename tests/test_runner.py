@@ -1,3 +1,6 @@
+import io
+import json
+import os
 import subprocess
 import sys
 
@@ -5,8 +8,10 @@ import nbformat
 import pytest
 
 from repro import __main__ as cli
-from repro import runner
+from repro import runner, train
 from repro.registry import FIGURES, Figure
+
+TCP_WARNING = "running over TCP without encryption"
 
 
 def test_list_names_every_figure(capsys):
@@ -88,16 +93,116 @@ def test_clean_notebook_strips_volatile_parts():
     assert [o.output_type for o in cell.outputs] == ["stream"]
 
 
-def test_refresh_executes_in_place_cleans_and_snapshots(tmp_path, monkeypatch):
+def test_refresh_executes_in_place_cleans_and_snapshots(tmp_path, monkeypatch, capfd):
     monkeypatch.setattr(runner, "notebooks_dir", lambda: tmp_path / "nb")
     monkeypatch.setattr(runner, "figures_dir", lambda profile: tmp_path / "figures" / profile)
     (tmp_path / "nb").mkdir()
     (tmp_path / "figures" / "quick").mkdir(parents=True)
     (tmp_path / "figures" / "quick" / "ok_fig.png").write_bytes(b"png")
-    _notebook(tmp_path / "nb" / "ok.ipynb", "print(PRESET, 6 * 7)")
+    source = "import os\nprint(PRESET, 6 * 7, os.environ.get('REPRO_HEADLESS'))"
+    _notebook(tmp_path / "nb" / "ok.ipynb", source)
     figures = {"ok_fig": Figure("ok_fig", "jnf", "test", "ok.ipynb")}
     assert cli.main(["notebooks"], figures=figures) == 0
     nb = nbformat.read(tmp_path / "nb" / "ok.ipynb", as_version=4)
-    assert nb.cells[1].outputs[0].text == "quick 42\n"
+    assert nb.cells[1].outputs[0].text == "quick 42 1\n"  # headless: fit draws no bar
+    assert TCP_WARNING not in capfd.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "nb").iterdir()) == ["ok.ipynb"]  # no IPC files
     assert all(set(c.metadata) <= {"tags"} for c in nb.cells)
     assert (tmp_path / "figures" / "readme" / "ok_fig.png").read_bytes() == b"png"
+
+
+# -- training progress in the terminal, headless kernels ---------------------------------------
+
+TRAINING_CELL = """
+import torch
+from repro.config import TrainConfig
+from repro.train import fit
+
+torch.set_num_threads(1)
+model = torch.nn.Linear(2, 1)
+data = {"x": torch.randn(32, 2, generator=torch.Generator().manual_seed(0))}
+cfg = TrainConfig(epochs=3, batch_size=8, progress=True)
+history = fit(model, lambda b: -model(b["x"]).pow(2).sum(-1), data, cfg, desc="toy stage")
+print(len(history.train))
+"""
+
+
+def test_run_figures_shows_training_in_terminal_not_in_notebook(tmp_path, monkeypatch, capfd):
+    monkeypatch.setattr(runner, "notebooks_dir", lambda: tmp_path / "nb")
+    monkeypatch.setattr(runner, "runs_dir", lambda profile: tmp_path / "runs" / profile)
+    (tmp_path / "nb").mkdir()
+    _notebook(tmp_path / "nb" / "train.ipynb", TRAINING_CELL)
+    figures = {"train_fig": Figure("train_fig", "jnf", "test", "train.ipynb")}
+    assert not (tmp_path / "runs").exists()  # a fresh clone: the runner creates runs/<profile>/
+    assert cli.main(["figures", "--device", "cpu"], figures=figures) == 0
+    err = capfd.readouterr().err
+    assert "toy stage: 3 epoch(s)" in err and "toy stage: epoch 3/3  train" in err
+    assert TCP_WARNING not in err
+    assert train.PROGRESS_ENV not in os.environ and train.HEADLESS_ENV not in os.environ
+    assert sorted(p.name for p in (tmp_path / "runs" / "quick").iterdir()) == ["train.ipynb"]
+    assert sorted(p.name for p in (tmp_path / "nb").iterdir()) == ["train.ipynb"]
+    nb = nbformat.read(tmp_path / "runs" / "quick" / "train.ipynb", as_version=4)
+    outputs = nb.cells[-1].outputs
+    assert [o.get("text") for o in outputs] == ["3\n"]  # no frozen widget, no bar text
+
+
+def _records(path, *records):
+    with open(path, "a", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+
+
+def test_follow_progress_writes_one_line_per_update_on_a_pipe(tmp_path):
+    stream = io.StringIO()
+    path = tmp_path / ".progress-x.jsonl"
+    with runner.follow_progress(path, stream, interval=0.01, min_interval=0):
+        assert os.environ[train.PROGRESS_ENV] == str(path) and os.environ[train.HEADLESS_ENV]
+        log = train._ProgressLog("stage 1: joint", 3)  # what fit writes, in the kernel
+        log.write(0)
+        log.write(1, -5.0, -6.0)
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write('{"desc": "stage 1: joint", "epoch": 2, "ep')  # a torn line ...
+            handle.flush()
+            runner._ProgressView(path, io.StringIO(), 0).poll()
+            handle.write('ochs": 3, "train": -4.0, "val": null, "elapsed": 1.0}\n')  # ... done
+        log.write(3, -3.0)
+        _records(path, {"desc": "stage 2", "epoch": 4, "epochs": 9, "start": True})
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "    stage 1: joint: 3 epoch(s)"
+    assert lines[1].startswith("    stage 1: joint: epoch 1/3  train -5  val -6  (")
+    assert lines[2] == "    stage 1: joint: epoch 2/3  train -4  (1.0 s)"
+    assert lines[3].startswith("    stage 1: joint: epoch 3/3  train -3  (")
+    assert lines[4] == "    stage 2: resuming after epoch 4/9" and len(lines) == 5
+    assert not path.exists() and train.PROGRESS_ENV not in os.environ
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_follow_progress_keeps_a_bar_per_stage_on_a_terminal(tmp_path):
+    stream = _Terminal()
+    path = tmp_path / "p.jsonl"
+    with runner.follow_progress(path, stream, interval=0.01):
+        _records(
+            path,
+            {"desc": "stage 1", "epoch": 5, "epochs": 10, "start": True},  # resumed after 5
+            *({"desc": "stage 1", "epoch": e, "epochs": 10, "train": -1.0} for e in (6, 10)),
+            {"desc": "stage 2", "epoch": 0, "epochs": 4, "start": True},
+            {"desc": "stage 2", "epoch": 1, "epochs": 4, "train": -2.0, "val": -3.0},
+        )
+    text = stream.getvalue()
+    assert "stage 1:  50%" in text and "5/10" in text and "10/10" in text and "0/5" not in text
+    assert "stage 2:  25%" in text and "1/4" in text and "val=-3" in text
+
+
+def test_missing_notebook_says_which_file_and_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runner, "notebooks_dir", lambda: tmp_path / "gone")
+    monkeypatch.setattr(runner, "runs_dir", lambda profile: tmp_path / "runs" / profile)
+    figures = {"x": Figure("x", "jnf", "test", "x.ipynb")}
+    assert cli.main(["figures"], figures=figures) == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / "gone" / "x.ipynb") in err and "folder" in err and "missing" in err
+    with pytest.raises(FileNotFoundError, match="x.ipynb"):
+        runner.refresh_notebooks(figures=figures)

@@ -7,10 +7,21 @@ arguments instead of drawing them, so every objective can be checked against a c
 (``tests/test_losses*.py``).
 
 * :mod:`repro.losses.bounds`: log-likelihood, KL, ELBO, importance weights, IWAE;
+* :mod:`repro.losses.aggregate`: aggregated posteriors (MVAE, MMVAE, MoPoE, AVG);
+* :mod:`repro.losses.coordination`: coordination-based models (JMVAE-KL, MVTCAE, CRMVAE, TELBO);
 * :mod:`repro.losses.jnf`: JNF stage 2, subset densities, DCCA.
 """
 
+from repro.losses.aggregate import (
+    aggregate_elbo,
+    aggregate_log_weights,
+    mmvae_dreg,
+    mmvae_iwae,
+    mvae_elbo,
+    stratified_elbo,
+)
 from repro.losses.bounds import elbo, iwae, kl, log_importance_weights, log_likelihood
+from repro.losses.coordination import conditional_elbo, crmvae, jmvae_kl, mvtcae, telbo
 from repro.losses.jnf import canonical_correlations, dcca, jnf_ljm, subset_log_density
 
 __all__ = [
@@ -19,6 +30,17 @@ __all__ = [
     "elbo",
     "log_importance_weights",
     "iwae",
+    "aggregate_elbo",
+    "aggregate_log_weights",
+    "mvae_elbo",
+    "mmvae_iwae",
+    "mmvae_dreg",
+    "stratified_elbo",
+    "conditional_elbo",
+    "jmvae_kl",
+    "mvtcae",
+    "crmvae",
+    "telbo",
     "jnf_ljm",
     "subset_log_density",
     "canonical_correlations",

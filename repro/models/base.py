@@ -230,6 +230,31 @@ class MultimodalVAE(nn.Module):
         """
         return {m: self.encoders[m](x[m]) for m in self.modalities if m in x}
 
+    def encode_batch(
+        self, batch: Batch
+    ) -> tuple[dict[str, Tensor], Tensor | None, dict[str, Distribution]]:
+        """Split a training batch and encode every modality.
+
+        Args:
+            batch: observations of **every** modality (absent ones as finite placeholders),
+                plus optionally a :data:`MASK`.
+
+        Returns:
+            ``(x, mask, experts)``: observations, the ``(B, M)`` mask or ``None``, and
+            ``{m: q(z|x_m)}`` in :attr:`modalities` order.
+
+        Raises:
+            ValueError: when a modality is missing from the batch.
+        """
+        x, mask = split_batch(batch, self.modalities)
+        missing = [m for m in self.modalities if m not in x]
+        if missing:
+            raise ValueError(
+                f"batch lacks modalities {missing}; pass placeholders and mark them absent in "
+                f"batch[{MASK!r}]"
+            )
+        return x, mask, self.encode(x)
+
     def aggregate(
         self, experts: Mapping[str, Distribution], mask: Tensor | None = None
     ) -> Distribution:

@@ -15,7 +15,7 @@ from torch.distributions import Distribution
 
 from repro.distributions import product_of_experts
 from repro.losses.coordination import mvtcae
-from repro.models.base import Batch, MultimodalVAE, split_batch
+from repro.models.base import Batch, MultimodalVAE
 
 __all__ = ["MODALITY_COUNTS", "PoEVAEBase", "JointTerms", "MVTCAE"]
 
@@ -128,14 +128,7 @@ class PoEVAEBase(MultimodalVAE):
         Raises:
             ValueError: when a modality is missing from the batch.
         """
-        x, mask = split_batch(batch, self.modalities)
-        missing = [m for m in self.modalities if m not in x]
-        if missing:
-            raise ValueError(
-                f"batch lacks modalities {missing}; pass placeholders and mark them absent in "
-                "the mask"
-            )
-        qz_xm = self.encode(x)
+        x, mask, qz_xm = self.encode_batch(batch)
         qz_x = self.aggregate(qz_xm, mask)
         z = qz_x.rsample()
         return JointTerms(x, mask, qz_xm, qz_x, z, self.log_likelihoods(x, z))

@@ -1,0 +1,453 @@
+"""Objectives of the aggregation-based multimodal VAEs: MVAE, MMVAE, MoPoE and AVG.
+
+Pure per-sample functions: each returns a ``(B,)`` bound to **maximise** and takes the latent
+samples (or the log-weights computed from them) as arguments instead of drawing them. The
+aggregations themselves (PoE, MoE, MoPoE, AVG) live in :mod:`repro.distributions`; the models
+that combine both live in :mod:`repro.models` (``mvae``, ``mmvae``, ``mopoe``, ``avg``).
+
+**Missing modalities.** Reconstruction terms take an optional ``present`` mapping
+``{m: (B,) bool}`` (see :func:`presence`); an absent modality's term is dropped for that
+sample. Mixture objectives take the mixture weights ``(B, C)``; a component of weight zero (a
+subset with an absent member) contributes nothing.
+
+**Conventions.** Stratified mixture samples are laid out ``(K, C, B, D)``: ``K`` draws from
+each of the ``C`` components (:func:`repro.distributions.stratified_rsample`), so decoders
+evaluated at them have batch ``(K, C, B)``.
+
+**Quirks of public implementations** are flags whose default is the correct form:
+
+* ``kl_per_modality`` (mmvmvae ``mv_joint_vae.py:compute_loss``): the KL to the prior is
+  computed once per modality against the same aggregate and summed, i.e. ``M * KL``;
+* ``stratified="chunks"`` (mmvmvae ``mv_vae.py:aggregate_latents_moe``, also the official
+  MoPoE ``mixture_component_selection``): the batch is cut into ``C`` contiguous chunks and
+  chunk ``c`` uses component ``c`` only, instead of evaluating every component for every
+  sample (``stratified="all"``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+
+from repro.losses.bounds import kl
+
+__all__ = [
+    "presence",
+    "masked_log_likelihood",
+    "aggregate_elbo",
+    "mvae_elbo",
+    "aggregate_log_weights",
+    "mmvae_iwae",
+    "mmvae_dreg",
+    "stratified_elbo",
+    "chunk_components",
+    "STRATIFIED",
+]
+
+STRATIFIED = ("all", "chunks")
+
+
+def presence(mask: Tensor | None, modalities: Sequence[str]) -> dict[str, Tensor] | None:
+    """Split a ``(B, M)`` presence mask into ``{m: (B,) bool}``.
+
+    Args:
+        mask: ``(B, M)`` bool/0-1 tensor (columns in ``modalities`` order) or ``None``.
+        modalities: the column names.
+
+    Returns:
+        One ``(B,)`` bool tensor per modality, or ``None`` without a mask.
+
+    Raises:
+        ValueError: when the mask has not one column per modality.
+    """
+    if mask is None:
+        return None
+    if mask.dim() != 2 or mask.shape[1] != len(modalities):
+        raise ValueError(
+            f"mask must be (B, {len(modalities)}) with columns {list(modalities)}, "
+            f"got {tuple(mask.shape)}"
+        )
+    return {m: mask[:, i].bool() for i, m in enumerate(modalities)}
+
+
+def _check_present(present: Mapping[str, Tensor] | None, names: Sequence[str]) -> None:
+    if present is not None:
+        unknown = sorted(set(present) - set(names))
+        if unknown:
+            raise ValueError(f"present names unknown modalities {unknown}; decoders: {names}")
+
+
+def masked_log_likelihood(
+    px_z: Mapping[str, Distribution],
+    x: Mapping[str, Tensor],
+    present: Mapping[str, Tensor] | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> Tensor:
+    """``sum_m lambda_m 1[m present] log p(x_m|z)``: the reconstruction term with a mask.
+
+    Args:
+        px_z: decoders evaluated at ``z``, batch ``(..., B)``.
+        x: observations per modality, ``(B, ...)``; absent entries must be finite (never used).
+        present: optional ``{m: (B,) bool}``; a modality missing from it counts as present.
+        weights: optional likelihood rescaling ``lambda_m`` (default 1; MMVAE's
+            ``llik_scaling``).
+
+    Returns:
+        ``(..., B)`` log-likelihoods.
+
+    Raises:
+        ValueError: for a decoder without observation, or weights/present naming unknown
+            modalities.
+    """
+    missing = sorted(set(px_z) - set(x))
+    if missing:
+        raise ValueError(f"no observation for decoded modalities {missing}; x has {sorted(x)}")
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - set(px_z))
+    if unknown:
+        raise ValueError(f"weights name unknown modalities {unknown}; decoders: {sorted(px_z)}")
+    _check_present(present, sorted(px_z))
+    total: Tensor | float = 0.0
+    for m, p in px_z.items():
+        term = weights.get(m, 1.0) * p.log_prob(x[m])
+        if present is not None and m in present:
+            term = torch.where(present[m], term, torch.zeros_like(term))
+        total = total + term
+    return total
+
+
+def _n_present(px_z: Mapping[str, Distribution], present: Mapping[str, Tensor] | None) -> Tensor:
+    """Number of present decoded modalities per sample, ``(B,)`` (or a scalar without mask)."""
+    if present is None:
+        return torch.tensor(float(len(px_z)))
+    counts = [present[m].double() if m in present else 1.0 for m in px_z]
+    return sum(counts)
+
+
+def aggregate_elbo(
+    x: Mapping[str, Tensor],
+    qz_x: Distribution,
+    px_z: Mapping[str, Distribution],
+    pz: Distribution,
+    z: Tensor,
+    present: Mapping[str, Tensor] | None = None,
+    beta: float = 1.0,
+    weights: Mapping[str, float] | None = None,
+    kl_per_modality: bool = False,
+) -> Tensor:
+    """Joint ELBO with an aggregate posterior: ``E_q[log p(X|z)] - beta KL(q(z|X) || p(z))``.
+
+    The objective of every joint model whose ``q(z|X)`` is one distribution built from the
+    unimodal experts: AVG, PoE with or without a prior expert (MVAE's subset terms, MVTCAE-style
+    PoE), or any other aggregate. The expectation uses the given samples; the KL is in closed
+    form when torch has one (Gaussian aggregates), otherwise estimated at ``z``.
+
+    Args:
+        x: observations per modality, ``(B, ...)``.
+        qz_x: the aggregate posterior, batch ``(B,)``, event ``(D,)``.
+        px_z: decoders evaluated at ``z`` (only these modalities are reconstructed), batch
+            ``(K, B)``.
+        pz: prior ``p(z)``.
+        z: ``(K, B, D)`` samples from ``qz_x``.
+        present: optional ``{m: (B,) bool}``; absent modalities' reconstruction terms drop.
+        beta: KL weight (``1`` for a bound on ``log p(X)``).
+        weights: likelihood rescaling per modality.
+        kl_per_modality: **quirk** of the mmvmvae joint models (``mv_joint_vae.py``): the KL is
+            computed once per modality against the same aggregate and summed, giving
+            ``M * KL(q_agg || p)`` (``M`` = number of present decoded modalities). ``False``
+            (default) is the ELBO.
+
+    Returns:
+        ``(B,)`` values; with ``beta=1``, no weights and no quirk, a lower bound on
+        ``log p(X)`` (``log p(x_S)`` for the decoded subset ``S``).
+
+    References:
+        Kingma & Welling, arXiv 1312.6114, Eq. 3 (the ELBO); Sutter et al., arXiv 2403.05300,
+        baselines (AVG, PoE; code ``thomassutter/mmvmvae`` ``mv_joint_vae.py``).
+    """
+    _check_present(present, sorted(px_z))
+    rec = masked_log_likelihood(px_z, x, present, weights)
+    rec = rec.reshape(-1, rec.shape[-1]).mean(0)
+    divergence = kl(qz_x, pz, z)
+    if kl_per_modality:
+        divergence = _n_present(px_z, present).to(divergence) * divergence
+    return rec - beta * divergence
+
+
+def mvae_elbo(joint: Tensor, unimodal: Sequence[Tensor], sampled: Sequence[Tensor] = ()) -> Tensor:
+    """MVAE sub-sampled training objective: joint, unimodal and random-subset ELBOs summed.
+
+    ``ELBO(X) + sum_m ELBO(x_m) + sum_{j=1}^k ELBO(X_{S_j})``, each term the ELBO of the PoE
+    posterior of its subset reconstructing that subset's modalities only (see
+    :func:`aggregate_elbo`); the ``k`` random subsets ``S_j`` (sizes ``2..M-1``) are drawn by
+    the caller (:class:`repro.models.mvae.MVAE`).
+
+    Args:
+        joint: ``(B,)`` ELBO of all modalities.
+        unimodal: ``M`` tensors ``(B,)``, the unimodal ELBOs.
+        sampled: ``k`` tensors ``(B,)``, the ELBOs of the random subsets.
+
+    Returns:
+        ``(B,)`` objective; each term bounds its subset's evidence, so the sum bounds
+        ``log p(X) + sum_m log p(x_m) + sum_j log p(X_{S_j})``.
+
+    Raises:
+        ValueError: when the terms have different shapes or are not ``(B,)``.
+
+    References:
+        Wu & Goodman, "Multimodal Generative Models for Scalable Weakly-Supervised Learning",
+        NeurIPS 2018 (arXiv 1802.05335), the "sub-sampled training paradigm" (the sum of the
+        joint, unimodal and ``k`` random-subset ELBOs; equation number unverified).
+    """
+    terms = [joint, *unimodal, *sampled]
+    shapes = {tuple(t.shape) for t in terms}
+    if len(shapes) != 1 or joint.dim() != 1:
+        raise ValueError(f"mvae_elbo needs (B,) terms of one shape, got {sorted(shapes)}")
+    return torch.stack(terms).sum(0)
+
+
+def aggregate_log_weights(
+    x: Mapping[str, Tensor],
+    qz_x: Distribution,
+    px_z: Mapping[str, Distribution],
+    pz: Distribution,
+    z: Tensor,
+    present: Mapping[str, Tensor] | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> Tensor:
+    """``log w = log p(X|z) + log p(z) - log q(z|X)`` with masked reconstruction terms.
+
+    For a mixture proposal ``q(z|X)`` (MoE, MoPoE) evaluated at stratified samples ``(K, C, B,
+    D)``, the denominator is the **mixture** density at every sample, whatever component drew
+    it.
+
+    Args:
+        x: observations per modality, ``(B, ...)``.
+        qz_x: the proposal, batch ``(B,)``; for DReG, built from detached parameters.
+        px_z: decoders evaluated at ``z``.
+        pz: prior.
+        z: ``(..., B, D)`` samples, e.g. ``(K, C, B, D)``.
+        present: optional ``{m: (B,) bool}``.
+        weights: likelihood rescaling per modality.
+
+    Returns:
+        ``(..., B)`` log importance weights.
+
+    References:
+        Burda, Grosse & Salakhutdinov, "Importance Weighted Autoencoders", arXiv 1509.00519
+        (the weights); Shi et al., arXiv 1911.03393 (the mixture density as proposal).
+    """
+    rec = masked_log_likelihood(px_z, x, present, weights)
+    return rec + pz.log_prob(z) - qz_x.log_prob(z)
+
+
+def _component_weights(weights: Tensor | None, n_comp: int, like: Tensor) -> Tensor:
+    """Mixture weights as ``(C, B)`` (uniform ``1/C`` when ``None``)."""
+    if weights is None:
+        return torch.full((n_comp, 1), 1.0 / n_comp, dtype=like.dtype, device=like.device)
+    if weights.dim() != 2 or weights.shape[1] != n_comp:
+        raise ValueError(
+            f"weights must be the (B, {n_comp}) mixture weights, got {tuple(weights.shape)}"
+        )
+    return weights.detach().T.to(like.dtype)
+
+
+def _weighted_sum(values: Tensor, weights: Tensor) -> Tensor:
+    """``sum_c pi_c values_c`` over ``(C, B)``, skipping zero-weight components entirely."""
+    keep = weights > 0
+    terms = torch.where(keep, weights * values, torch.zeros_like(values))
+    return terms.sum(0)
+
+
+def mmvae_iwae(log_w: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Stratified importance-weighted bound of a mixture posterior (MMVAE).
+
+    ``L = sum_m pi_m log (1/K sum_k w(z_m^k))`` with ``z_m^k ~ q_m`` and
+    ``w = p(X, z) / q_mix(z|X)`` (the mixture density in the denominator). With uniform
+    weights this is MMVAE's ``m_iwae_looser``, the paper's objective: the average over
+    modalities is outside the log. By Jensen,
+    ``L <= log sum_m pi_m E_{q_m}[1/K sum_k w] = log p(X)``; ``K = 1`` gives the stratified
+    ELBO of the mixture.
+
+    Args:
+        log_w: ``(K, C, B)`` log-weights from :func:`aggregate_log_weights` at stratified
+            samples.
+        weights: optional ``(B, C)`` mixture weights (uniform when ``None``); zero-weight
+            components (absent modalities) are left out.
+
+    Returns:
+        ``(B,)`` bounds.
+
+    References:
+        Shi, Siddharth, Paige & Torr, "Variational Mixture-of-Experts Autoencoders for
+        Multi-Modal Deep Generative Models", NeurIPS 2019 (arXiv 1911.03393), the stratified
+        IWAE of the MoE posterior (equation number unverified); code ``iffsid/mmvae``
+        ``objectives.py:m_iwae_looser`` (``--obj iwae --looser``).
+    """
+    if log_w.dim() != 3:
+        raise ValueError(f"log_w must be (K, C, B), got {tuple(log_w.shape)}")
+    per_component = torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])  # (C, B)
+    return _weighted_sum(per_component, _component_weights(weights, log_w.shape[1], log_w))
+
+
+def mmvae_dreg(log_w: Tensor, z: Tensor, weights: Tensor | None = None) -> Tensor:
+    """The MMVAE bound with the doubly-reparameterised (DReG) gradient.
+
+    The value equals :func:`mmvae_iwae`; its gradient is the DReG estimator as in MMVAE's
+    ``m_dreg_looser``: ``sum_m pi_m sum_k wt_mk^2 d log w_mk / dz dz/dphi`` for the encoder
+    (through the samples, the score term removed) and ``sum_m pi_m sum_k wt_mk d log w_mk``
+    for the decoder and prior, with ``wt`` the self-normalised weights within each component.
+
+    Implementation: ``log_w`` must be computed with the **encoder parameters detached inside**
+    ``log q`` (a proposal rebuilt from detached parameters) while ``z`` stays reparameterised;
+    the surrogate ``s = sum_k wt_k log w_k`` is added as ``value.detach() + (s - s.detach())``
+    (exactly the value, since ``s - s.detach()`` is exactly 0), and a
+    hook on ``z`` multiplies the gradient reaching ``z`` by ``wt`` (MMVAE's
+    ``zss.register_hook``). So ``z`` must feed no other term of the loss, and this function
+    must be called once per ``z``.
+
+    **Bias.** For a single component, and for ``K = 1``, the estimator is unbiased for the
+    gradient of the bound. For a stratified mixture with ``K > 1`` it is not: the dropped
+    score term is that of the mixture density ``q_mix``, not of the component that drew the
+    sample, so the reparameterisation identity behind DReG does not apply (tested in
+    ``tests/test_losses_aggregate.py``: on a linear-Gaussian model with two experts and
+    ``K = 8`` its mean encoder gradient is about half the true one). This is the estimator of
+    the reference code; :func:`mmvae_iwae` gives the unbiased (higher-variance) gradient.
+
+    Args:
+        log_w: ``(K, C, B)`` log-weights with a stop-gradient proposal (see above).
+        z: ``(K, C, B, D)`` the reparameterised samples behind ``log_w``.
+        weights: optional ``(B, C)`` mixture weights (uniform when ``None``).
+
+    Returns:
+        ``(B,)`` values equal to :func:`mmvae_iwae` of ``log_w``.
+
+    Raises:
+        ValueError: when ``z`` does not match ``log_w``.
+
+    References:
+        Tucker, Lawson, Gu & Maddison, "Doubly Reparameterized Gradient Estimators for Monte
+        Carlo Objectives", ICLR 2019 (arXiv 1810.04152), the IWAE DReG estimator (equation
+        number unverified); Shi et al., arXiv 1911.03393, and code ``iffsid/mmvae``
+        ``objectives.py:m_dreg_looser`` (``--obj dreg --looser``, the paper's setting).
+    """
+    if z.shape[:-1] != log_w.shape:
+        raise ValueError(
+            f"z must be (K, C, B, D) matching log_w {tuple(log_w.shape)}, got {tuple(z.shape)}"
+        )
+    value = mmvae_iwae(log_w, weights)
+    normalised = torch.softmax(log_w.detach(), dim=0)  # (K, C, B)
+    if z.requires_grad:
+        z.register_hook(lambda grad: grad * normalised.unsqueeze(-1))
+    pi = _component_weights(weights, log_w.shape[1], log_w)
+    surrogate = _weighted_sum((normalised * log_w).sum(0), pi)
+    return value.detach() + (surrogate - surrogate.detach())
+
+
+def chunk_components(batch_size: int, n_components: int) -> Tensor:
+    """Component of every row under mmvmvae's contiguous-chunk stratification.
+
+    Rows ``[c * n, (c + 1) * n)`` use component ``c`` with ``n = floor(B / C)``; the last
+    component also takes the remainder (and every row when ``B < C``).
+
+    Args:
+        batch_size: ``B``.
+        n_components: ``C``.
+
+    Returns:
+        ``(B,)`` long component indices.
+
+    Raises:
+        ValueError: for ``batch_size`` or ``n_components`` below 1.
+
+    References:
+        Code ``thomassutter/mmvmvae`` ``mv_vae.py:aggregate_latents_moe``.
+    """
+    if batch_size < 1 or n_components < 1:
+        raise ValueError(
+            f"chunk_components needs batch_size, n_components >= 1, got "
+            f"{batch_size}, {n_components}"
+        )
+    size = batch_size // n_components
+    rows = torch.arange(batch_size)
+    if size == 0:
+        return torch.full((batch_size,), n_components - 1, dtype=torch.long)
+    return torch.clamp(rows // size, max=n_components - 1)
+
+
+def stratified_elbo(
+    log_px_z: Tensor,
+    kl_divergence: Tensor,
+    weights: Tensor | None = None,
+    beta: float = 1.0,
+    stratified: str = "all",
+    kl_per_modality: bool = False,
+    n_modalities: Tensor | int | None = None,
+) -> Tensor:
+    """Stratified ELBO of a mixture: ``sum_c pi_c (E_{q_c}[log p(X|z)] - beta KL(q_c || p))``.
+
+    * **MoPoE** (components = PoEs of the non-empty subsets, uniform weights): the objective of
+      the official code, the average over subsets ``S`` of ``E_{q_S} log p(X|z) -
+      KL(q_S || p)``. By convexity of the KL,
+      ``KL(sum_S pi_S q_S || p) <= sum_S pi_S KL(q_S || p)``, so this lower-bounds the ELBO of
+      the mixture posterior, itself a lower bound on ``log p(X)``.
+    * **MMVAE** ``m_elbo``-style (components = unimodal experts): ``1/M sum_m ELBO(q_m)``, each
+      unimodal posterior reconstructing every modality, the KL in closed form. The reference
+      ``m_elbo`` estimates the cross-modal terms by importance-reweighting the self-decoded
+      samples; here every component is decoded directly (same expectation).
+
+    Args:
+        log_px_z: ``(K, C, B)`` reconstruction log-likelihoods of all (present) modalities at
+            ``K`` samples of each component (e.g. :func:`masked_log_likelihood` at
+            stratified samples).
+        kl_divergence: ``(C, B)`` ``KL(q_c || p)``.
+        weights: optional ``(B, C)`` mixture weights (uniform when ``None``); zero-weight
+            components are left out.
+        beta: KL weight.
+        stratified: ``"all"`` (default) evaluates every component for every sample;
+            ``"chunks"`` is the **quirk** of mmvmvae's MoE/MoPoE baselines (and of the official
+            MoPoE sampler): row ``b`` uses component :func:`chunk_components` ``(B, C)[b]``
+            only (needs uniform weights, i.e. no mask).
+        kl_per_modality: **quirk** of mmvmvae's joint models: the KL is multiplied by the
+            number of modalities ``n_modalities``.
+        n_modalities: ``M`` per sample, ``(B,)`` or an int; needed with ``kl_per_modality``.
+
+    Returns:
+        ``(B,)`` values.
+
+    Raises:
+        ValueError: for bad shapes, an unknown ``stratified``, chunks with non-uniform weights,
+            or ``kl_per_modality`` without ``n_modalities``.
+
+    References:
+        Sutter, Daunhawer & Vogt, "Generalized Multimodal ELBO", ICLR 2021 (arXiv 2105.02470),
+        the MoPoE ELBO (equation number unverified; code ``thomassutter/MoPoE``,
+        ``BaseMMVae.py``: chunk-sampled reconstruction plus the subset-averaged KL); Shi et al.,
+        arXiv 1911.03393 (code ``iffsid/mmvae`` ``objectives.py:m_elbo``).
+    """
+    if stratified not in STRATIFIED:
+        raise ValueError(f"stratified must be one of {STRATIFIED}, got {stratified!r}")
+    if log_px_z.dim() != 3 or kl_divergence.shape != log_px_z.shape[1:]:
+        raise ValueError(
+            f"log_px_z must be (K, C, B) and kl_divergence (C, B); got "
+            f"{tuple(log_px_z.shape)} and {tuple(kl_divergence.shape)}"
+        )
+    if kl_per_modality:
+        if n_modalities is None:
+            raise ValueError("kl_per_modality=True needs n_modalities")
+        kl_divergence = torch.as_tensor(n_modalities).to(kl_divergence) * kl_divergence
+    per_component = log_px_z.mean(0) - beta * kl_divergence  # (C, B)
+    n_comp, batch = per_component.shape
+    pi = _component_weights(weights, n_comp, per_component)
+    if stratified == "all":
+        return _weighted_sum(per_component, pi)
+    if not torch.allclose(pi, torch.full_like(pi, 1.0 / n_comp)):
+        raise ValueError(
+            "stratified='chunks' needs uniform mixture weights (no missing modalities)"
+        )
+    index = chunk_components(batch, n_comp).to(per_component.device)
+    return per_component.gather(0, index.unsqueeze(0)).squeeze(0)

@@ -74,3 +74,9 @@ def test_config_get_errors():
     assert cfg.data.n_train + cfg.data.n_val + cfg.data.n_test == 200_000
     assert cfg.joint_train.epochs == cfg.unimodal_train.epochs == 150
     assert dataclasses.replace(cfg, seed=3).seed == 3
+
+
+def test_within_noise_flags_ties_between_shares():
+    assert toy_posteriors.within_noise(0.937, 0.936, 2000)  # 0.001 apart, SE about 0.0077
+    assert not toy_posteriors.within_noise(0.95, 0.81, 30000)
+    assert not toy_posteriors.within_noise(0.5, 0.4, 2000)

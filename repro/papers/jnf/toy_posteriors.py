@@ -325,6 +325,31 @@ def summary(result: ToyResult) -> str:
     for name in VARIANTS:
         lines.append(f"{name:10s}" + "".join(f"{result.metrics[name][k]:18.2f}" for k in keys))
     lines.append("paper's predictions:")
-    for claim, holds in check_predictions(result.metrics).items():
-        lines.append(f"  {claim}: {'holds' if holds else 'does NOT hold'}")
+    n = result.cfg.data.n_test
+    for (key, a, _, b), (claim, holds) in zip(
+        PREDICTIONS, check_predictions(result.metrics).items(), strict=True
+    ):
+        verdict = "holds" if holds else "does NOT hold"
+        if key in PROPORTIONS and within_noise(result.metrics[a][key], result.metrics[b][key], n):
+            verdict += " (a tie: the difference is within 2 standard errors)"
+        lines.append(f"  {claim}: {verdict}")
     return "\n".join(lines)
+
+
+PROPORTIONS = ("class_coherence", "unrealistic_rate")  # shares of the n test pairs
+
+
+def within_noise(p1: float, p2: float, n: int, z: float = 2.0) -> bool:
+    """Whether two shares measured on ``n`` samples differ by less than ``z`` standard errors.
+
+    Args:
+        p1: first share, in ``[0, 1]``.
+        p2: second share.
+        n: samples behind each share.
+        z: number of standard errors (2: about 95 %).
+
+    Returns:
+        ``|p1 - p2| < z * sqrt(p1 (1 - p1) / n + p2 (1 - p2) / n)``.
+    """
+    se = ((p1 * (1 - p1) + p2 * (1 - p2)) / max(n, 1)) ** 0.5
+    return abs(p1 - p2) < z * se

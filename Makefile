@@ -38,7 +38,7 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_jnf_toy.py
+	$(PY) benchmarks/bench_models.py
 
 clean:
 	rm -rf $(VENV) runs figures/quick .pytest_cache

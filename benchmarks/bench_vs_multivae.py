@@ -1,0 +1,530 @@
+"""repro vs MultiVae 1.0.3: training speed with identical networks, measured side by side.
+
+MultiVae is an optional yardstick, never a dependency of ``repro``. Without it this script says
+so and exits 0. To run the comparison, install it in a separate environment, with torch and
+torchvision pinned (an unpinned install replaces the CPU torch with a multi-GB CUDA build) and
+the torchvision workaround of ``repro.compat`` (every torchvision wheel on the registry is a
+CUDA build, which fails to import on the CPU torch without it)::
+
+    python3 -m venv /work/mvae_venv
+    /work/mvae_venv/bin/pip install -c constraints.txt multivae==1.0.3 -e .
+    /work/mvae_venv/bin/python -m repro.compat install
+    /work/mvae_venv/bin/python -c "import torch, multivae; print(torch.__version__)"  # +cpu
+    /work/mvae_venv/bin/python benchmarks/bench_vs_multivae.py
+
+(run from the repository root; ``-e .`` makes that environment see the working tree).
+
+What is compared (2 modalities ``circle``/``square`` of binary ``1 x 32 x 32`` toy images, batch
+256, Adam lr 1e-3, 1 thread by default):
+
+* ``jnf/joint``: JNF stage 1, the joint VAE (JNF toy networks: 512-unit MLPs, latent 2, unit-
+  variance Normal likelihood on ``sigmoid`` means, beta 0.5). MultiVae: ``JNF.forward`` during
+  warm-up epochs.
+* ``jnf/flow``: JNF stage 2, MAF posteriors (2 MADE blocks, 3 x 128) fitted to the frozen joint
+  posterior. MultiVae: ``JNF.forward`` after warm-up (which still runs the frozen decoders).
+* ``jnf/gaussian``: stage 2 with Gaussian posteriors. MultiVae has no such model; it is its
+  ``JNF`` with identity flows, i.e. the same code path without the MAF.
+* ``mopoe``, ``mvae``: MLP encoders ``1024-512`` + Gaussian heads, decoders ``16-512-1024``,
+  latent 16, Bernoulli likelihood, beta 1. MultiVae's ``MVAE`` with ``use_subsampling=True``
+  (joint + unimodal ELBOs; ours: ``MVAE``, the same objective for 2 modalities) and ``MoPoE``
+  with all subsets, each sample reconstructed from one subset's draw (contiguous chunks of the
+  batch; ours: ``MoPoE(stratified="chunks")``, the same objective). ``mopoe-all`` is our
+  default ``stratified="all"`` (every subset decoded for every sample, 3x the decoder work) vs
+  the same MultiVae MoPoE: not the same objective, shown for its cost.
+
+Both sides are built from the same sizes; the MultiVae networks are small mirror modules
+(pythae ``BaseEncoder``/``BaseDecoder``/``BaseJointEncoder``) that receive a copy of our
+weights, and the parameter counts are printed and checked. The MAFs (zuko vs pythae) have the
+same layer shapes and parameter counts but different masks, so their weights are not copied.
+
+Two measurements, each in rounds that alternate the sides (medians of per-round values):
+
+* ``step``: the same bare loop on both sides, ``zero_grad; loss; backward; optimizer.step`` on
+  pre-drawn batches. The optimiser is each library's own: ours is what ``repro.train.fit``
+  builds (fused Adam), theirs ``torch.optim.Adam(model.parameters())`` as its trainer builds
+  it; ``--same-optimizer`` uses plain ``torch.optim.Adam`` on both sides.
+* ``epoch``: each library's own training loop for one epoch of ``--samples`` pairs: our
+  ``repro.train.fit`` (with the stage's ``prepare`` applied to the data beforehand, its cost
+  printed separately) vs MultiVae's ``Trainer.train_step`` (its DataLoader, metrics and
+  callbacks included).
+
+``speed-up`` = their time / our time. ``floor`` is the matmul floor of each side's step
+(``bench_floor.py``: the GEMMs its linears run, timed alone), measured in the same rounds;
+``/fl`` = step time / floor. With identical networks the floors differ only where one side does
+more matrix work for the same objective (e.g. MultiVae's JNF stage 2 still runs the frozen
+decoders, our MoPoE decodes every subset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import dataclasses
+import io
+import json
+import logging
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import benchlib
+import torch
+from bench_floor import FloorTimer, linear_gemms
+from torch import Tensor, nn
+
+MODALITIES = ("circle", "square")
+COMPARISONS = ("jnf/joint", "jnf/flow", "jnf/gaussian", "mopoe", "mvae", "mopoe-all")
+
+
+def multivae_api() -> SimpleNamespace | None:
+    """Import MultiVae and define the mirror networks, or return ``None`` if it is absent."""
+    try:
+        import multivae
+        from multivae.models import JNF, MVAE, JNFConfig, MoPoE, MoPoEConfig, MVAEConfig
+        from multivae.models.nn.base_architectures import BaseJointEncoder
+        from multivae.trainers import BaseTrainer, BaseTrainerConfig
+        from multivae.trainers.multistage import MultistageTrainer, MultistageTrainerConfig
+        from pythae.data.datasets import DatasetOutput
+        from pythae.models.base.base_utils import ModelOutput
+        from pythae.models.nn.base_architectures import BaseDecoder, BaseEncoder
+        from pythae.models.normalizing_flows.base import BaseNF, BaseNFConfig
+        from pythae.models.normalizing_flows.maf import MAF, MAFConfig
+    except ImportError as err:
+        print(f"MultiVae is not importable here ({err}); nothing to compare.")
+        print("See this script's docstring for how to install it in a separate environment.")
+        return None
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in ("multivae", "pythae"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+    class Encoder(BaseEncoder):
+        """Flatten, ``Linear(in, h), ReLU``, then ``loc`` and ``logvar`` heads."""
+
+        def __init__(self, in_features: int, hidden: int, latent: int) -> None:
+            BaseEncoder.__init__(self)
+            self.body = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU())
+            self.loc = nn.Linear(hidden, latent)
+            self.logvar = nn.Linear(hidden, latent)
+            self.latent_dim = latent
+
+        def forward(self, x: Tensor) -> Any:
+            h = self.body(x.flatten(1))
+            return ModelOutput(embedding=self.loc(h), log_covariance=self.logvar(h))
+
+    class JointEncoder(BaseJointEncoder):
+        """Per-modality ``Linear(in, h), ReLU``, concatenated, ``Linear(M h, h), ReLU``, heads."""
+
+        def __init__(self, in_features: int, hidden: int, latent: int) -> None:
+            BaseJointEncoder.__init__(self)
+            self.modalities = sorted(MODALITIES)
+            self.branches = nn.ModuleDict(
+                {
+                    m: nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU())
+                    for m in self.modalities
+                }
+            )
+            width = hidden * len(self.modalities)
+            self.body = nn.Sequential(nn.Linear(width, hidden), nn.ReLU())
+            self.loc = nn.Linear(hidden, latent)
+            self.logvar = nn.Linear(hidden, latent)
+            self.latent_dim = latent
+
+        def forward(self, x: dict) -> Any:
+            h = torch.cat([self.branches[m](x[m]) for m in self.modalities], dim=-1)
+            h = self.body(h)
+            return ModelOutput(embedding=self.loc(h), log_covariance=self.logvar(h))
+
+    class Decoder(BaseDecoder):
+        """``Linear(d, h), ReLU, Linear(h, prod(shape))``; ``sigmoid`` means or logits."""
+
+        def __init__(self, latent: int, hidden: int, shape: tuple, sigmoid: bool) -> None:
+            BaseDecoder.__init__(self)
+            self.shape, self.sigmoid = tuple(shape), sigmoid
+            self.net = nn.Sequential(
+                nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, math.prod(shape))
+            )
+
+        def forward(self, z: Tensor) -> Any:
+            out = self.net(z)
+            out = torch.sigmoid(out) if self.sigmoid else out
+            return ModelOutput(reconstruction=out.unflatten(-1, self.shape))
+
+    class IdentityFlow(BaseNF):
+        """``f(z) = z``: MultiVae's JNF with Gaussian unimodal posteriors."""
+
+        def __init__(self, dim: int) -> None:
+            BaseNF.__init__(self, BaseNFConfig(input_dim=(dim,)))
+
+        def forward(self, x: Tensor, **kwargs: Any) -> Any:
+            return ModelOutput(out=x, log_abs_det_jac=torch.zeros(x.shape[0], device=x.device))
+
+    try:
+        from importlib.metadata import version
+
+        mv_version = version("multivae")
+    except Exception:  # only for the report header
+        mv_version = getattr(multivae, "__version__", "?")
+    return SimpleNamespace(
+        version=mv_version,
+        JNF=JNF,
+        JNFConfig=JNFConfig,
+        MoPoE=MoPoE,
+        MoPoEConfig=MoPoEConfig,
+        MVAE=MVAE,
+        MVAEConfig=MVAEConfig,
+        MAF=MAF,
+        MAFConfig=MAFConfig,
+        BaseTrainer=BaseTrainer,
+        BaseTrainerConfig=BaseTrainerConfig,
+        MultistageTrainer=MultistageTrainer,
+        MultistageTrainerConfig=MultistageTrainerConfig,
+        DatasetOutput=DatasetOutput,
+        Encoder=Encoder,
+        JointEncoder=JointEncoder,
+        Decoder=Decoder,
+        IdentityFlow=IdentityFlow,
+    )
+
+
+def copy_weights(src: nn.Module, dst: nn.Module) -> bool:
+    """Copy parameters in registration order when every shape matches; report success."""
+    a, b = list(src.parameters()), list(dst.parameters())
+    if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b, strict=True)):
+        return False
+    with torch.no_grad():
+        for x, y in zip(a, b, strict=True):
+            y.copy_(x)
+    return True
+
+
+def gaussian_part(encoder: nn.Module) -> nn.Module:
+    """The Gaussian encoder inside a flow posterior (``FlowPosterior.encoder``), or itself."""
+    inner = getattr(encoder, "encoder", None)
+    return inner if isinstance(inner, nn.Module) else encoder
+
+
+@dataclasses.dataclass
+class Side:
+    """One library's version of a model stage, ready to time."""
+
+    model: nn.Module  # the whole model (parameter count, GEMM hooks)
+    loss: Callable[[dict], Tensor]  # batch dict -> scalar loss
+    optimizer: torch.optim.Optimizer
+    epoch: Callable[[], float]  # one epoch of the library's own loop; returns seconds
+    note: str = ""
+
+
+def build_ours(name: str, data: dict, batch_size: int, same_opt: bool) -> tuple[Side, float]:
+    """Our side of comparison ``name``; also the seconds that ``Stage.prepare`` took."""
+    from repro.config import TrainConfig
+    from repro.train import fit
+
+    if name.startswith("jnf/"):
+        variant = name.split("/")[1]
+        cfg, build_models = benchlib.load_jnf_toy("full")
+        model = build_models(cfg)["flow" if variant == "joint" else variant]
+        stage = "joint" if variant == "joint" else "unimodal"
+    else:
+        model = benchlib.build_mlp_model(name)
+        stage = benchlib.first_stage(model)
+    module, bound, prepare = benchlib.stage_parts(model, stage)
+    tic = time.perf_counter()
+    prepared = prepare(data)
+    prepare_s = time.perf_counter() - tic
+    params = benchlib.trainable(module)
+    opt = torch.optim.Adam(params, lr=1e-3) if same_opt else benchlib.our_optimizer(params)
+    train_cfg = TrainConfig(
+        epochs=1, batch_size=batch_size, progress=False, checkpoint=False, restore_best=False
+    )
+    gen = torch.Generator().manual_seed(0)
+
+    def epoch() -> float:
+        tic = time.perf_counter()
+        fit(module, bound, prepared, train_cfg, generator=gen)
+        return time.perf_counter() - tic
+
+    side = Side(model, lambda b: -bound(b).mean(), opt, epoch)
+    side.prepared = prepared  # type: ignore[attr-defined]
+    return side, prepare_s
+
+
+def build_theirs(
+    api: SimpleNamespace,
+    name: str,
+    ours: nn.Module,
+    data: dict,
+    batch_size: int,
+    same_opt: bool,
+    workdir: Path,
+) -> Side:
+    """MultiVae's side of comparison ``name``, with our weights copied where shapes allow."""
+    input_dims = {m: (1, 32, 32) for m in MODALITIES}
+    copied = []
+    if name.startswith("jnf/"):
+        variant = name.split("/")[1]
+        d = ours.latent_dim
+        hidden = ours.joint_encoder.body[0].out_features if _has_body(ours) else 512
+        joint = api.JointEncoder(1024, hidden, d)
+        copied.append(copy_weights(ours.joint_encoder, joint))
+        encoders, decoders, flows = {}, {}, {}
+        for m in MODALITIES:
+            encoders[m] = api.Encoder(1024, hidden, d)
+            copied.append(copy_weights(gaussian_part(ours.encoders[m]), encoders[m]))
+            decoders[m] = api.Decoder(d, hidden, (1, 32, 32), sigmoid=True)
+            copied.append(copy_weights(ours.decoders[m], decoders[m]))
+            if variant == "gaussian":
+                flows[m] = api.IdentityFlow(d)
+            else:
+                maf = api.MAFConfig(
+                    input_dim=(d,), n_made_blocks=2, n_hidden_in_made=3, hidden_size=128
+                )
+                flows[m] = api.MAF(maf)
+        config = api.JNFConfig(
+            n_modalities=2,
+            latent_dim=d,
+            input_dims=input_dims,
+            decoders_dist={m: "normal" for m in MODALITIES},
+            warmup=1,
+            beta=float(getattr(ours, "beta", 0.5)),
+        )
+        model = api.JNF(config, encoders, decoders, joint_encoder=joint, flows=flows)
+        epoch_no = 1 if variant == "joint" else 2
+        if epoch_no == 2:
+            model._set_torch_no_grad_on_joint_vae()
+        trainer_cls, trainer_cfg_cls = api.MultistageTrainer, api.MultistageTrainerConfig
+    else:
+        d = ours.latent_dim
+        encoders = {m: api.Encoder(1024, 512, d) for m in MODALITIES}
+        decoders = {m: api.Decoder(d, 512, (1, 32, 32), sigmoid=False) for m in MODALITIES}
+        for m in MODALITIES:
+            copied.append(copy_weights(ours.encoders[m], encoders[m]))
+            copied.append(copy_weights(ours.decoders[m], decoders[m]))
+        common = {
+            "n_modalities": 2,
+            "latent_dim": d,
+            "input_dims": input_dims,
+            "decoders_dist": {m: "bernoulli" for m in MODALITIES},
+        }
+        if name.startswith("mopoe"):
+            model = api.MoPoE(api.MoPoEConfig(**common, beta=1.0), encoders, decoders)
+        else:
+            config = api.MVAEConfig(**common, use_subsampling=True, k=0, warmup=0, beta=1.0)
+            model = api.MVAE(config, encoders, decoders)
+        epoch_no = 1
+        trainer_cls, trainer_cfg_cls = api.BaseTrainer, api.BaseTrainerConfig
+
+    def loss(batch: dict) -> Tensor:
+        return model(api.DatasetOutput(data=batch), epoch=epoch_no).loss
+
+    if same_opt:
+        opt = torch.optim.Adam(benchlib.trainable(model), lr=1e-3)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)  # as MultiVae's trainer
+    from multivae.data.datasets.base import MultimodalBaseDataset
+
+    trainer_model = copy.deepcopy(model)
+    train_cfg = trainer_cfg_cls(
+        output_dir=str(workdir),
+        per_device_train_batch_size=batch_size,
+        learning_rate=1e-3,
+        num_epochs=epoch_no,
+        no_cuda=True,
+        seed=0,
+    )
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        trainer = trainer_cls(trainer_model, MultimodalBaseDataset(data), None, train_cfg)
+
+    def epoch() -> float:
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            tic = time.perf_counter()
+            trainer.train_step(epoch_no)
+            return time.perf_counter() - tic
+
+    note = "" if all(copied) else "weights not copied (shapes differ)"
+    return Side(model, loss, opt, epoch, note)
+
+
+@torch.no_grad()
+def max_output_gap(name: str, ours: nn.Module, theirs: nn.Module, batch: dict) -> float:
+    """Largest difference between the two sides' encoder means and decoder means on ``batch``.
+
+    Checks that the copied networks compute the same functions (the MAFs are not compared).
+    """
+    gaps = []
+    z = torch.randn(len(batch[MODALITIES[0]]), ours.latent_dim)
+    if name.startswith("jnf/"):
+        a = ours.joint_encoder(batch).mean
+        gaps.append((a - theirs.joint_encoder(batch).embedding).abs().max())
+    for m in MODALITIES:
+        enc = gaussian_part(ours.encoders[m])
+        gaps.append((enc(batch[m]).mean - theirs.encoders[m](batch[m]).embedding).abs().max())
+        out = theirs.decoders[m](z).reconstruction
+        out = out if theirs.decoders[m].sigmoid else torch.sigmoid(out)
+        gaps.append((ours.decoders[m](z).mean - out).abs().max())
+    return float(max(gaps))
+
+
+def _has_body(model: nn.Module) -> bool:
+    body = getattr(model.joint_encoder, "body", None)
+    return isinstance(body, nn.Sequential) and isinstance(body[0], nn.Linear)
+
+
+def compare(
+    api: SimpleNamespace,
+    name: str,
+    data: dict,
+    args: argparse.Namespace,
+    workdir: Path,
+) -> dict:
+    """Build both sides of ``name`` and time them in alternating rounds."""
+    torch.manual_seed(0)
+    ours, prepare_s = build_ours(name, data, args.batch_size, args.same_optimizer)
+    theirs = build_theirs(
+        api, name, ours.model, data, args.batch_size, args.same_optimizer, workdir
+    )
+    our_batches = benchlib.sample_batches(ours.prepared, args.batch_size, 8)
+    their_batches = benchlib.sample_batches(data, args.batch_size, 8)
+    gap = max_output_gap(name, ours.model, theirs.model, their_batches[0])  # before training
+    our_step = benchlib.make_step(ours.loss, ours.optimizer)
+    their_step = benchlib.make_step(theirs.loss, theirs.optimizer)
+    timer = FloorTimer(linear_gemms(ours.model, lambda: ours.loss(our_batches[0])))
+    their_timer = FloorTimer(linear_gemms(theirs.model, lambda: theirs.loss(their_batches[0])))
+    for _ in range(2):  # warm-up
+        benchlib.timed_steps(our_step, our_batches, 2)
+        benchlib.timed_steps(their_step, their_batches, 2)
+    rounds = benchlib.interleave(
+        {
+            "ours": lambda: benchlib.timed_steps(our_step, our_batches, args.steps),
+            "theirs": lambda: benchlib.timed_steps(their_step, their_batches, args.steps),
+            "floor": timer.round,
+            "their floor": their_timer.round,
+        },
+        args.repeats,
+    )
+    result: dict[str, Any] = {
+        "name": name,
+        "params_ours": benchlib.n_params(ours.model),
+        "params_theirs": benchlib.n_params(theirs.model),
+        "note": theirs.note,
+        "opt_ours": benchlib.optimizer_kind(ours.optimizer),
+        "opt_theirs": benchlib.optimizer_kind(theirs.optimizer),
+        "step_ms_ours": benchlib.median(rounds["ours"]) * 1e3,
+        "step_ms_theirs": benchlib.median(rounds["theirs"]) * 1e3,
+        "step_speedup": benchlib.median(benchlib.paired_ratios(rounds["ours"], rounds["theirs"])),
+        "floor_ms": timer.floor() * 1e3,
+        "floor_ms_theirs": their_timer.floor() * 1e3,
+        "gflop_ours": timer.flops / 1e9,
+        "gflop_theirs": their_timer.flops / 1e9,
+        "prepare_s": prepare_s,
+        "output_gap": gap,
+    }
+    if args.epoch_repeats:
+        ours.epoch()
+        theirs.epoch()  # warm-up epochs
+        epochs = benchlib.interleave(
+            {"ours": ours.epoch, "theirs": theirs.epoch}, args.epoch_repeats
+        )
+        n = len(next(iter(data.values())))
+        result.update(
+            {
+                "epoch_s_ours": benchlib.median(epochs["ours"]),
+                "epoch_s_theirs": benchlib.median(epochs["theirs"]),
+                "epoch_sps_ours": n / benchlib.median(epochs["ours"]),
+                "epoch_sps_theirs": n / benchlib.median(epochs["theirs"]),
+                "epoch_speedup": benchlib.median(
+                    benchlib.paired_ratios(epochs["ours"], epochs["theirs"])
+                ),
+            }
+        )
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the comparisons and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", default=list(COMPARISONS), choices=COMPARISONS)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=8, help="steps per timed round")
+    parser.add_argument("--repeats", type=int, default=7, help="alternating step rounds")
+    parser.add_argument("--samples", type=int, default=5120, help="pairs per epoch")
+    parser.add_argument(
+        "--epoch-repeats", type=int, default=3, help="alternating epochs (0: skip end-to-end)"
+    )
+    parser.add_argument("--same-optimizer", action="store_true", help="plain Adam on both sides")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    api = multivae_api()
+    if api is None:
+        return 0
+    torch.set_num_threads(args.threads)
+    state = benchlib.repo_state()
+    print(
+        f"repro vs MultiVae {api.version}: batch {args.batch_size}, {args.threads} thread(s), "
+        f"{args.samples} pairs per epoch"
+    )
+    print(benchlib.describe_state(state))
+    data = benchlib.toy_data(args.samples, seed=0)
+    head = (
+        f"{'model/stage':14s}{'params ours/theirs':>20s}{'ours ms':>9s}{'theirs ms':>10s}"
+        f"{'speed-up':>9s}{'floor ours/theirs':>18s}{'ours/fl':>8s}{'thr/fl':>7s}"
+        f"{'ours sps':>10s}{'theirs sps':>11s}{'epoch x':>8s}"
+    )
+    print(
+        "step: bare loop, ms/step; floor: each side's matmul floor, ms (/fl: step over it); "
+        "epoch: each library's own loop, samples/s"
+    )
+    print(head)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench_multivae_") as tmp:
+        for name in args.only:
+            try:
+                r = compare(api, name, data, args, Path(tmp))
+            except LookupError as err:
+                print(f"{name:14s}skipped: {err}")
+                continue
+            results.append(r)
+            params = f"{r['params_ours'] / 1e6:.3f}M/{r['params_theirs'] / 1e6:.3f}M"
+            line = (
+                f"{name:14s}{params:>20s}{r['step_ms_ours']:9.1f}{r['step_ms_theirs']:10.1f}"
+                f"{r['step_speedup']:8.2f}x"
+                f"{r['floor_ms']:10.1f} /{r['floor_ms_theirs']:6.1f}"
+                f"{r['step_ms_ours'] / r['floor_ms']:8.2f}"
+                f"{r['step_ms_theirs'] / r['floor_ms_theirs']:7.2f}"
+            )
+            if "epoch_speedup" in r:
+                line += (
+                    f"{r['epoch_sps_ours']:10.0f}{r['epoch_sps_theirs']:11.0f}"
+                    f"{r['epoch_speedup']:7.2f}x"
+                )
+            flags = []
+            if r["params_ours"] != r["params_theirs"]:
+                flags.append("PARAMETER COUNTS DIFFER")
+            if not r["output_gap"] < 1e-4:
+                flags.append(f"OUTPUTS DIFFER by {r['output_gap']:.1e}")
+            if r["note"]:
+                flags.append(r["note"])
+            if r["prepare_s"] > 1e-3:
+                flags.append(f"our Stage.prepare: {r['prepare_s']:.2f} s once")
+            print(line + ("  [" + "; ".join(flags) + "]" if flags else ""), flush=True)
+    if results:
+        print(
+            f"optimisers: ours {results[0]['opt_ours']}, theirs {results[0]['opt_theirs']}; "
+            f"medians of {args.repeats} step rounds x {args.steps} steps and "
+            f"{args.epoch_repeats} epochs, sides alternating; speed-up = their time / ours"
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        record = {"state": state, "multivae": api.version, "args": vars(args), "rows": results}
+        args.json.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

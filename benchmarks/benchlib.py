@@ -1,0 +1,322 @@
+"""Helpers shared by the benchmark scripts beside this file (not part of the ``repro`` package).
+
+The scripts run as ``python benchmarks/<script>.py``, so this directory is on ``sys.path`` and
+``import benchlib`` works. Everything here adapts to the library as it is: the JNF toy module is
+looked up in its new and old places, ``prepare_stage`` results with or without ``.prepare`` are
+accepted, and models that do not exist yet are reported as missing instead of failing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+REPO = Path(__file__).resolve().parents[1]
+
+Batch = dict[str, Tensor]
+
+
+# -- provenance ---------------------------------------------------------------------------------
+def repo_state() -> dict[str, Any]:
+    """Commit, dirty files, torch version and CPU model, printed at the top of every report."""
+
+    def git(*args: str) -> str:
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=10
+            )
+            return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return "?"
+
+    dirty = git("status", "--short").splitlines()
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty_files": len(dirty),
+        "torch": torch.__version__,
+        "cpu": cpu,
+    }
+
+
+def describe_state(state: Mapping[str, Any]) -> str:
+    """One line for a report header."""
+    return (
+        f"repro @ {state['commit']} (+{state['dirty_files']} uncommitted files), "
+        f"torch {state['torch']}, {state['cpu']}"
+    )
+
+
+# -- our models ---------------------------------------------------------------------------------
+def load_jnf_toy(profile: str = "full") -> tuple[Any, Callable[[Any], dict[str, nn.Module]]]:
+    """The JNF toy config and its ``build_models``, wherever the module lives now.
+
+    Tried in order: ``repro.papers.jnf.{settings, toy_posteriors}`` (the per-paper layout), then
+    ``repro.experiments.jnf_toy`` with ``repro.config.get`` (the old layout).
+
+    Args:
+        profile: ``"full"`` (paper-size networks, what the speed goals refer to) or ``"quick"``.
+
+    Returns:
+        ``(cfg, build_models)``.
+    """
+    errors = []
+    try:
+        settings = importlib.import_module("repro.papers.jnf.settings")
+        toy = importlib.import_module("repro.papers.jnf.toy_posteriors")
+        return settings.get("toy_posteriors", profile), toy.build_models
+    except (ImportError, AttributeError, ValueError) as err:
+        errors.append(f"repro.papers.jnf: {err!r}")
+    try:
+        config = importlib.import_module("repro.config")
+        toy = importlib.import_module("repro.experiments.jnf_toy")
+        return config.get("jnf_toy_posteriors", profile), toy.build_models
+    except (ImportError, AttributeError, ValueError) as err:
+        errors.append(f"repro.experiments.jnf_toy: {err!r}")
+    raise ImportError("cannot find the JNF toy module: " + "; ".join(errors))
+
+
+def toy_data(n: int, seed: int = 0, size: int = 32) -> Batch:
+    """``n`` binary toy square/circle pairs, ``{"circle", "square"}: (n, 1, size, size)``."""
+    from repro.data.toy_square import make_pairs
+
+    return dict(make_pairs(n, torch.Generator().manual_seed(seed), size=size).x)
+
+
+def stage_parts(
+    model: nn.Module, stage: str
+) -> tuple[nn.Module, Callable[[Batch], Tensor], Callable[[Batch], Batch]]:
+    """``(module, bound, prepare)`` of ``model.prepare_stage(stage)``.
+
+    ``prepare`` maps the stage's data to what ``bound`` reads (identity when the library's
+    ``Stage`` has none, or when ``prepare_stage`` returns a plain pair).
+    """
+    stage_obj = model.prepare_stage(stage)
+    module, bound = stage_obj
+    prepare = getattr(stage_obj, "prepare", None)
+    if not callable(prepare):
+
+        def prepare(data: Batch) -> Batch:
+            return data
+
+    return module, bound, prepare
+
+
+def our_optimizer(params: list[nn.Parameter], lr: float = 1e-3) -> torch.optim.Optimizer:
+    """The optimiser ``repro.train.fit`` builds for an Adam stage (fused where available)."""
+    try:
+        from repro.config import TrainConfig
+        from repro.train import _optimizer
+
+        return _optimizer(params, TrainConfig(lr=lr))
+    except (ImportError, AttributeError, TypeError):
+        return torch.optim.Adam(params, lr=lr)
+
+
+def optimizer_kind(optimizer: torch.optim.Optimizer) -> str:
+    """``"Adam(fused)"``, ``"Adam(foreach)"`` or ``"Adam(for-loop)"``."""
+    group = optimizer.param_groups[0]
+    impl = "fused" if group.get("fused") else "foreach" if group.get("foreach") else "for-loop"
+    return f"{type(optimizer).__name__}({impl})"
+
+
+def trainable(module: nn.Module) -> list[nn.Parameter]:
+    """Parameters with ``requires_grad``."""
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+def n_params(module: nn.Module) -> int:
+    """All parameters (trainable or not)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+# name: (module, class, keyword arguments). ``mopoe`` matches MultiVae's MoPoE objective (one
+# subset per sample in contiguous chunks, beta 1); ``mopoe-all`` is our default stratification
+# (every subset decoded for every sample: 2^M - 1 decoder passes).
+MLP_MODELS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "mopoe": ("repro.models.mopoe", "MoPoE", {"beta": 1.0, "stratified": "chunks"}),
+    "mopoe-all": ("repro.models.mopoe", "MoPoE", {"beta": 1.0, "stratified": "all"}),
+    "mvae": ("repro.models.mvae", "MVAE", {"beta": 1.0}),
+    "mvtcae": ("repro.models.mvtcae", "MVTCAE", {}),
+    "crmvae": ("repro.models.crmvae", "CRMVAE", {}),
+}
+
+
+def build_mlp_model(
+    name: str, latent_dim: int = 16, hidden: int = 512, size: int = 32
+) -> nn.Module:
+    """One of :data:`MLP_MODELS` on two ``1 x size x size`` modalities, ``circle``/``square``.
+
+    Architecture (every model, both modalities): encoder ``Flatten, Linear(size^2, hidden),
+    ReLU`` then Gaussian heads ``Linear(hidden, latent_dim)`` x 2; decoder ``Linear(latent_dim,
+    hidden), ReLU, Linear(hidden, size^2)``, Bernoulli logits.
+
+    Raises:
+        LookupError: when the module or class does not exist (yet) or cannot be built.
+    """
+    import inspect
+
+    from repro.models.decoders import MLPDecoder
+    from repro.models.encoders import MLPEncoder
+
+    module, cls_name, kwargs = MLP_MODELS[name]
+    try:
+        cls = getattr(importlib.import_module(module), cls_name)
+    except (ImportError, AttributeError) as err:
+        raise LookupError(f"missing: {err}") from None
+    accepted = inspect.signature(cls).parameters
+    kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    shape = (1, size, size)
+    encoders = {m: MLPEncoder(shape, (hidden,), latent_dim) for m in ("circle", "square")}
+    decoders = {
+        m: MLPDecoder(latent_dim, (hidden,), shape, kind="bernoulli") for m in ("circle", "square")
+    }
+    try:
+        return cls(encoders, decoders, latent_dim, **kwargs)
+    except Exception as err:  # the class may be mid-rewrite: report, go on
+        msg = f"cannot build {cls_name}(encoders, decoders, {latent_dim}): {err!r}"
+        raise LookupError(msg) from err
+
+
+def first_stage(model: nn.Module) -> str:
+    """The model's only (or first) training stage name."""
+    stages = getattr(model, "stages", ("train",))
+    return stages[0]
+
+
+# -- data and loops -----------------------------------------------------------------------------
+def sample_batches(
+    data: Mapping[str, Tensor], batch_size: int, count: int, seed: int = 1
+) -> list[Batch]:
+    """``count`` random batches (without replacement inside a batch), materialised up front."""
+    n = len(next(iter(data.values())))
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(count):
+        index = torch.randperm(n, generator=g)[:batch_size]
+        out.append({k: v[index] for k, v in data.items()})
+    return out
+
+
+def to_device(batch: Mapping[str, Tensor], device: torch.device | str) -> Batch:
+    """Move every tensor of a batch."""
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def make_step(
+    loss_fn: Callable[[Batch], Tensor], optimizer: torch.optim.Optimizer
+) -> Callable[[Batch], None]:
+    """The per-step loop body used on both sides: zero_grad, loss, backward, optimiser step."""
+
+    def step(batch: Batch) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(batch)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the device (no-op on CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed_steps(
+    step: Callable[[Batch], None],
+    batches: Sequence[Batch],
+    steps: int,
+    device: torch.device | str = "cpu",
+) -> float:
+    """Seconds per step over ``steps`` steps cycling through ``batches``."""
+    synchronize(device)
+    tic = time.perf_counter()
+    for i in range(steps):
+        step(batches[i % len(batches)])
+    synchronize(device)
+    return (time.perf_counter() - tic) / steps
+
+
+def interleave(runs: Mapping[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """Call every ``run`` once per repeat, rotating the order each repeat (A B, B A, ...).
+
+    Args:
+        runs: ``{name: () -> seconds}``.
+        repeats: rounds.
+
+    Returns:
+        ``{name: [seconds per round]}``.
+    """
+    names = list(runs)
+    out: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(repeats):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            out[name].append(runs[name]())
+    return out
+
+
+def median(values: Sequence[float]) -> float:
+    """Median (NaN for an empty list)."""
+    return statistics.median(values) if values else float("nan")
+
+
+def paired_ratios(a: Sequence[float], b: Sequence[float]) -> list[float]:
+    """``b[i] / a[i]`` per round (interleaved rounds see the same machine load)."""
+    return [y / x for x, y in zip(a, b, strict=True) if x > 0]
+
+
+# -- memory -------------------------------------------------------------------------------------
+def current_rss_mb() -> float:
+    """Resident set size now (Linux), MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux ``ru_maxrss``), MiB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter of this process (Linux >= 4.0); True if it worked."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_hwm_mb() -> float:
+    """``VmHWM`` (peak RSS since the last :func:`reset_peak_rss`), MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")

@@ -34,6 +34,7 @@ __all__ = [
     "average_of_experts",
     "rsample",
     "stratified_rsample",
+    "select_components",
 ]
 
 
@@ -446,6 +447,26 @@ def rsample(
     raise ValueError(
         f"rsample with a generator does not support {type(dist).__name__}; pass generator=None"
     )
+
+
+def select_components(mixture: MixtureSameFamily, index: Tensor) -> Independent:
+    """The component ``index[b]`` of a diagonal-Gaussian mixture for every batch row ``b``.
+
+    Args:
+        mixture: a mixture of diagonal Gaussians with batch ``(B,)`` and ``C`` components.
+        index: ``(B,)`` long component indices.
+
+    Returns:
+        A diagonal Gaussian with batch ``(B,)`` and event ``(D,)``.
+
+    Raises:
+        ValueError: for an index of the wrong shape.
+    """
+    loc, scale = gaussian_params(mixture.component_distribution)  # (B, C, D)
+    if index.shape != loc.shape[:1]:
+        raise ValueError(f"index must be ({loc.shape[0]},), got {tuple(index.shape)}")
+    pick = index.to(loc.device).view(-1, 1, 1).expand(-1, 1, loc.shape[-1])
+    return diag_gaussian(loc.gather(1, pick).squeeze(1), scale.gather(1, pick).squeeze(1))
 
 
 def stratified_rsample(

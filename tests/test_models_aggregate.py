@@ -217,3 +217,32 @@ def test_invalid_arguments():
         model.bound({"a": torch.zeros(2, 4)})
     with pytest.raises(ValueError, match="no expert present"):
         model.bound({**_data("ab", n=2), MASK: torch.tensor([[1, 1], [0, 0]])})
+
+
+@pytest.mark.parametrize("kind", ["mopoe", "mmvae_chunks"])
+def test_chunks_decode_only_the_chosen_component_with_the_same_value(kind, monkeypatch):
+    """The efficient chunk path equals decoding every component and keeping row b's chunk."""
+    from repro.distributions import stratified_rsample
+    from repro.losses.aggregate import masked_log_likelihood, stratified_elbo
+
+    monkeypatch.setattr(
+        "repro.distributions._noise", lambda shape, generator, like: torch.zeros(shape).to(like)
+    )  # z = the component means on both paths
+    e, d = _nets("abc")
+    if kind == "mopoe":
+        model = MoPoE(e, d, D, stratified="chunks", kl_per_modality=True)
+    else:
+        model = MMVAE(e, d, D, estimator="elbo", stratified="chunks", kl_per_modality=True)
+    x = _data(model.modalities, n=10)
+    g = torch.Generator().manual_seed(0)
+    q = model.aggregate(model.encode(x))
+    z = stratified_rsample(q, (1,), g)  # (1, C, B, D): every component decoded
+    log_px = masked_log_likelihood(model.decode(z), x, None)
+    kls = torch.distributions.kl_divergence(q.component_distribution, model.prior()).T
+    full = stratified_elbo(log_px, kls, None, model.beta, "chunks", True, 3)
+    torch.testing.assert_close(model.bound(x, generator=g), full)
+    shapes = []
+    for dec in model.decoders.values():
+        dec.register_forward_pre_hook(lambda mod, inp: shapes.append(tuple(inp[0].shape)))
+    model.bound(x, generator=g)
+    assert shapes == [(1, 10, D)] * 3  # one decode of the 10 rows per modality, not (1, C, 10, D)

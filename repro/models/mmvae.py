@@ -19,6 +19,7 @@ from repro.losses.aggregate import (
     stratified_elbo,
 )
 from repro.models.base import Batch, MultimodalVAE
+from repro.models.mopoe import chunked_elbo
 from repro.models.mvae import detach_expert
 
 __all__ = ["MMVAE", "ESTIMATORS"]
@@ -127,6 +128,11 @@ class MMVAE(MultimodalVAE):
         """
         x, mask, experts = self.encode_batch(batch)
         q = self.aggregate(experts, mask)
+        if self.estimator == "elbo" and self.stratified == "chunks":
+            return chunked_elbo(
+                self, x, mask, q, self.K, self.beta, self.kl_per_modality, generator,
+                self.likelihood_weights,
+            )  # fmt: skip
         weights = q.mixture_distribution.probs  # (B, M)
         present = presence(mask, self.modalities)
         z = stratified_rsample(q, (self.K,), generator)  # (K, M, B, D)

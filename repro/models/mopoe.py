@@ -6,13 +6,83 @@ from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Distribution, MixtureSameFamily, kl_divergence
 
-from repro.distributions import mixture_of_products, stratified_rsample
-from repro.losses.aggregate import STRATIFIED, masked_log_likelihood, presence, stratified_elbo
+from repro.distributions import (
+    mixture_of_products,
+    rsample,
+    select_components,
+    stratified_rsample,
+)
+from repro.losses.aggregate import (
+    STRATIFIED,
+    chunk_components,
+    masked_log_likelihood,
+    presence,
+    stratified_elbo,
+)
 from repro.models.base import Batch, MultimodalVAE
 
-__all__ = ["MoPoE"]
+__all__ = ["MoPoE", "chunked_elbo"]
+
+
+def chunked_elbo(
+    model: MultimodalVAE,
+    x: Mapping[str, Tensor],
+    mask: Tensor | None,
+    q: MixtureSameFamily,
+    K: int,
+    beta: float,
+    kl_per_modality: bool,
+    generator: torch.Generator | None = None,
+    likelihood_weights: Mapping[str, float] | None = None,
+) -> Tensor:
+    """The ``stratified="chunks"`` objective, decoding only each row's own component.
+
+    Row ``b`` uses component :func:`repro.losses.aggregate.chunk_components` ``[b]``: its
+    ``K`` samples are drawn from that component alone and decoded once, so a step decodes
+    ``K * B`` latents instead of ``K * C * B``. The value is
+    :func:`repro.losses.aggregate.stratified_elbo` with ``stratified="chunks"`` (same
+    component, same terms).
+
+    Args:
+        model: the model (its decoders, prior and modalities).
+        x: observations per modality.
+        mask: ``(B, M)`` presence mask or ``None``; chunks need complete rows.
+        q: the mixture posterior, batch ``(B,)``, ``C`` components.
+        K: samples per row.
+        beta: KL weight.
+        kl_per_modality: the ``M * KL`` quirk.
+        generator: source of the sampling noise.
+        likelihood_weights: per-modality likelihood rescaling.
+
+    Returns:
+        ``(B,)`` values.
+
+    Raises:
+        ValueError: with missing modalities (the chunks need uniform mixture weights).
+    """
+    if mask is not None and not bool(mask.all()):
+        raise ValueError(
+            "stratified='chunks' needs uniform mixture weights (no missing modalities)"
+        )
+    batch, n_comp = q.mixture_distribution.probs.shape
+    index = chunk_components(batch, n_comp).to(q.mixture_distribution.probs.device)
+    chosen = select_components(q, index)
+    z = rsample(chosen, (K,), generator)  # (K, B, D)
+    log_px_z = masked_log_likelihood(
+        model.decode(z), x, presence(mask, model.modalities), likelihood_weights
+    )
+    kls = kl_divergence(chosen, model.prior())  # (B,)
+    return stratified_elbo(
+        log_px_z.unsqueeze(1),
+        kls.unsqueeze(0),
+        None,
+        beta,
+        "all",
+        kl_per_modality,
+        len(model.modalities),
+    )
 
 
 class MoPoE(MultimodalVAE):
@@ -90,6 +160,11 @@ class MoPoE(MultimodalVAE):
         """
         x, mask, experts = self.encode_batch(batch)
         q = self.aggregate(experts, mask)
+        if self.stratified == "chunks":
+            return chunked_elbo(
+                self, x, mask, q, self.K, self.beta, self.kl_per_modality, generator,
+                self.likelihood_weights,
+            )  # fmt: skip
         z = stratified_rsample(q, (self.K,), generator)  # (K, C, B, D)
         log_px_z = masked_log_likelihood(
             self.decode(z), x, presence(mask, self.modalities), self.likelihood_weights

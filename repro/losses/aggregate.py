@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from repro.losses.bounds import kl
+from repro.losses.bounds import kl, log_likelihood
 
 __all__ = [
     "presence",
@@ -103,21 +103,7 @@ def masked_log_likelihood(
         ValueError: for a decoder without observation, or weights/present naming unknown
             modalities.
     """
-    missing = sorted(set(px_z) - set(x))
-    if missing:
-        raise ValueError(f"no observation for decoded modalities {missing}; x has {sorted(x)}")
-    weights = dict(weights or {})
-    unknown = sorted(set(weights) - set(px_z))
-    if unknown:
-        raise ValueError(f"weights name unknown modalities {unknown}; decoders: {sorted(px_z)}")
-    _check_present(present, sorted(px_z))
-    total: Tensor | float = 0.0
-    for m, p in px_z.items():
-        term = weights.get(m, 1.0) * p.log_prob(x[m])
-        if present is not None and m in present:
-            term = torch.where(present[m], term, torch.zeros_like(term))
-        total = total + term
-    return total
+    return log_likelihood(px_z, x, weights, present)
 
 
 def _n_present(px_z: Mapping[str, Distribution], present: Mapping[str, Tensor] | None) -> Tensor:

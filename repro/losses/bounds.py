@@ -30,28 +30,40 @@ def log_likelihood(
     px_z: Mapping[str, Distribution],
     x: Mapping[str, Tensor],
     weights: Mapping[str, float] | None = None,
+    present: Mapping[str, Tensor] | None = None,
 ) -> Tensor:
-    """Weighted multimodal log-likelihood ``sum_j lambda_j log p(x_j|z)``.
+    """Weighted multimodal log-likelihood ``sum_j lambda_j 1[j present] log p(x_j|z)``.
 
     Args:
-        px_z: decoder distributions per modality, batch shape ``(..., B)``.
+        px_z: decoder distributions per modality, batch ``(..., B)``.
         x: observations per modality, ``(B, *event_shape)``.
         weights: optional rescaling ``lambda_j`` per modality (default 1).
+        present: optional ``{j: (B,) bool}``; an absent modality's term is 0 (its stored
+            value is never read into the sum, so placeholders may be anything). A modality
+            missing from ``present`` counts as present.
 
     Returns:
         ``(..., B)`` log-likelihoods (the leading dims are those of ``z``).
 
     Raises:
-        ValueError: if a decoder has no matching observation or a weight names no modality.
+        ValueError: if a decoder has no matching observation, or a weight or ``present``
+            names no modality.
     """
     missing = sorted(set(px_z) - set(x))
     if missing:
         raise ValueError(f"no observation for decoded modalities {missing}; x has {sorted(x)}")
     weights = dict(weights or {})
-    unknown = sorted(set(weights) - set(px_z))
-    if unknown:
-        raise ValueError(f"weights name unknown modalities {unknown}; decoders: {sorted(px_z)}")
-    return sum(weights.get(m, 1.0) * px_z[m].log_prob(x[m]) for m in px_z)
+    for what, names in (("weights", weights), ("present", present or {})):
+        unknown = sorted(set(names) - set(px_z))
+        if unknown:
+            raise ValueError(f"{what} name unknown modalities {unknown}; decoders: {sorted(px_z)}")
+    total: Tensor | float = 0.0
+    for m, p in px_z.items():
+        term = weights.get(m, 1.0) * p.log_prob(x[m])
+        if present is not None and m in present:
+            term = torch.where(present[m], term, torch.zeros_like(term))
+        total = total + term
+    return total
 
 
 def kl(q: Distribution, p: Distribution, z: Tensor | None = None) -> Tensor:

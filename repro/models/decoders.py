@@ -23,7 +23,22 @@ __all__ = [
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
-class FixedScaleNormal(Normal):
+class _FixedScale:
+    """A location family with one constant Python-float scale (mixed into Normal/Laplace)."""
+
+    def __init__(self, loc: Tensor, scale: float) -> None:
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        self.fixed_scale = float(scale)
+        constant = torch.full((), self.fixed_scale, dtype=loc.dtype, device=loc.device)
+        super().__init__(loc, constant.expand(loc.shape), validate_args=False)
+
+    def expand(self, batch_shape: torch.Size, _instance=None) -> Distribution:
+        """The same distribution over a broadcast batch shape."""
+        return type(self)(self.loc.expand(batch_shape), self.fixed_scale)
+
+
+class FixedScaleNormal(_FixedScale, Normal):
     """``N(loc, s^2)`` with one constant scale ``s``: the decoder likelihood of fixed variance.
 
     Same values as ``Normal(loc, s)``, but ``log_prob`` works with the Python float ``s``
@@ -34,41 +49,19 @@ class FixedScaleNormal(Normal):
         scale: the constant standard deviation ``s > 0``.
     """
 
-    def __init__(self, loc: Tensor, scale: float) -> None:
-        if not scale > 0:
-            raise ValueError(f"scale must be > 0, got {scale}")
-        self.fixed_scale = float(scale)
-        constant = torch.full((), self.fixed_scale, dtype=loc.dtype, device=loc.device)
-        super().__init__(loc, constant.expand(loc.shape), validate_args=False)
-
-    def expand(self, batch_shape: torch.Size, _instance=None) -> FixedScaleNormal:
-        """The same distribution over a broadcast batch shape."""
-        return type(self)(self.loc.expand(batch_shape), self.fixed_scale)
-
     def log_prob(self, value: Tensor) -> Tensor:
         """``-(x - mu)^2 / (2 s^2) - log s - log(2 pi) / 2``, elementwise."""
         s = self.fixed_scale
         return (value - self.loc).square().mul(-0.5 / s**2) - (math.log(s) + _HALF_LOG_2PI)
 
 
-class FixedScaleLaplace(Laplace):
+class FixedScaleLaplace(_FixedScale, Laplace):
     """``Laplace(loc, b)`` with one constant scale ``b``, see :class:`FixedScaleNormal`.
 
     Args:
         loc: ``(...)`` locations.
         scale: the constant scale ``b > 0``.
     """
-
-    def __init__(self, loc: Tensor, scale: float) -> None:
-        if not scale > 0:
-            raise ValueError(f"scale must be > 0, got {scale}")
-        self.fixed_scale = float(scale)
-        constant = torch.full((), self.fixed_scale, dtype=loc.dtype, device=loc.device)
-        super().__init__(loc, constant.expand(loc.shape), validate_args=False)
-
-    def expand(self, batch_shape: torch.Size, _instance=None) -> FixedScaleLaplace:
-        """The same distribution over a broadcast batch shape."""
-        return type(self)(self.loc.expand(batch_shape), self.fixed_scale)
 
     def log_prob(self, value: Tensor) -> Tensor:
         """``-|x - mu| / b - log(2 b)``, elementwise."""

@@ -9,13 +9,18 @@ checkpoint must match to be resumed.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from repro.paths import cache_dir
 
 __all__ = [
     "seed_everything",
@@ -25,6 +30,7 @@ __all__ = [
     "set_threads",
     "RUNTIME_FIELDS",
     "run_identity",
+    "checkpoint_path",
 ]
 
 
@@ -151,3 +157,27 @@ def run_identity(cfg: object) -> dict:
         return value
 
     return strip(dataclasses.asdict(cfg))
+
+
+def checkpoint_path(cfg: object, stage: str) -> Path:
+    """Checkpoint file of one training stage of a run, keyed by the run's identity.
+
+    ``<cache>/checkpoints/<cfg.name>/<hash>_<stage>.pt``, the hash taken over
+    :func:`run_identity`: another config never resumes a stale checkpoint, and a killed run
+    resumes on another device or thread count.
+
+    Args:
+        cfg: the experiment config (a dataclass with a ``name`` field).
+        stage: the stage's label, e.g. ``"joint"``.
+
+    Returns:
+        The path (not created here).
+    """
+    identity = json.dumps(run_identity(cfg), sort_keys=True, default=str)
+    key = hashlib.sha1(identity.encode()).hexdigest()
+    return (
+        cache_dir()
+        / "checkpoints"
+        / getattr(cfg, "name", type(cfg).__name__)
+        / (f"{key[:12]}_{stage}.pt")
+    )

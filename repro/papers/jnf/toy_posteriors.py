@@ -8,12 +8,9 @@ a MAF (JNF), and a MAF posterior on the frozen DCCA projection ``g_j(x_j)`` (JNF
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -27,11 +24,10 @@ from repro.models.decoders import MLPDecoder
 from repro.models.encoders import JointMLPEncoder, MLPEncoder, ProjectedEncoder, mlp
 from repro.models.jnf import JNF
 from repro.papers.jnf.settings import ToyPosteriorsConfig
-from repro.paths import cache_dir
 from repro.runtime import (
+    checkpoint_path,
     default_dtype,
     resolve_device,
-    run_identity,
     seed_everything,
     set_threads,
 )
@@ -141,16 +137,6 @@ def _split(cfg: ToyPosteriorsConfig, generator: torch.Generator) -> dict[str, To
     }
 
 
-def _checkpoint(cfg: ToyPosteriorsConfig, stage: str) -> Path:
-    """Checkpoint file of a stage, keyed by a hash of the config (no stale resumes).
-
-    Device, threads and progress bars are left out: a killed run resumes on another device.
-    """
-    identity = json.dumps(run_identity(cfg), sort_keys=True, default=str)
-    key = hashlib.sha1(identity.encode()).hexdigest()
-    return cache_dir() / "checkpoints" / cfg.name / f"{key[:12]}_{stage}.pt"
-
-
 @torch.no_grad()
 def _evaluate(
     cfg: ToyPosteriorsConfig, models: dict[str, JNF], test: ToyPairs, device: torch.device
@@ -253,7 +239,7 @@ def _run(cfg: ToyPosteriorsConfig) -> ToyResult:
             train_cfg,
             st.prepare(val),
             generator,
-            _checkpoint(cfg, key),
+            checkpoint_path(cfg, key),
             desc=desc,
         )
     test = data["test"]

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= quick
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: install figures test test-fast lint lab bench clean
+.PHONY: install figures test smoke test-fast lint lab bench clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ test: $(STAMP)
 	$(PY) -m ruff check repro tests benchmarks notebooks
 	$(PY) -m pytest tests notebooks $(NBVAL); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+# The full profile of every notebook, a couple of batches per stage, on the CPU (output: runs/).
+smoke: $(STAMP)
+	$(PY) -m repro figures --profile full --smoke --device cpu
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests

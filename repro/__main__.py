@@ -25,6 +25,11 @@ def _parser(figures: Mapping[str, Figure]) -> argparse.ArgumentParser:
         help="figures to run (default: all); see `python -m repro list`",
     )  # fmt: skip
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    run.add_argument(
+        "--smoke", action="store_true",
+        help="a couple of batches of every stage at the profile's architecture (CI checks "
+        "that the full path runs); output goes to runs/<profile>-smoke/",
+    )  # fmt: skip
     refresh = sub.add_parser(
         "notebooks",
         help="re-execute the committed notebooks in place (quick profile) and clean them",
@@ -56,12 +61,13 @@ def main(argv: Sequence[str] | None = None, figures: Mapping[str, Figure] = FIGU
             seconds = refresh_notebooks(args.only, figures)
             print(f"{len(seconds)} notebook(s) refreshed; review with `git diff notebooks/`")
             return 0
-        seconds = run_figures(args.only, args.profile, args.device, figures)
+        seconds = run_figures(args.only, args.profile, args.device, figures, smoke=args.smoke)
     except (NotebookFailed, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     total = sum(seconds.values())
-    print(f"{len(seconds)} figure(s) written to figures/{args.profile}/ in {total:.1f} s")
+    where = f"runs/{args.profile}-smoke" if args.smoke else f"figures/{args.profile}"
+    print(f"{len(seconds)} figure(s) written to {where}/ in {total:.1f} s")
     return 0
 
 

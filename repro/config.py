@@ -15,9 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TrainConfig", "PROFILES", "select"]
+__all__ = ["TrainConfig", "PROFILES", "SMOKE_SIZE", "select", "smoke"]
 
 PROFILES = ("quick", "full")
+SMOKE_SIZE = 64  # samples per data split in a smoke run
+SIZE_FIELDS = ("n_train", "n_val", "n_test")  # data-size fields a smoke run shrinks
 
 
 @dataclass(frozen=True)
@@ -32,12 +34,14 @@ class TrainConfig:
     restore_best: bool = True  # keep the best-validation epoch (MultiVae: best stage-1 ckpt)
     checkpoint: bool = False  # per-epoch checkpoint + resume (full: <= 1 epoch lost)
     progress: bool = True  # tqdm progress bar
+    max_steps: int = 0  # optimiser steps per epoch at most; 0 = the whole training set (smoke: 2)
 
     def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.max_steps < 0:
             raise ValueError(
-                f"TrainConfig needs epochs >= 0, batch_size >= 1, lr > 0; got "
-                f"epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr}"
+                f"TrainConfig needs epochs >= 0, batch_size >= 1, lr > 0, max_steps >= 0; got "
+                f"epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr}, "
+                f"max_steps={self.max_steps}"
             )
         if self.optimizer not in ("adam", "rmsprop"):
             raise ValueError(f"optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}")
@@ -71,4 +75,33 @@ def select(
         raise ValueError(f"{type(cfg).__name__} has no fields {unknown}; fields: {sorted(names)}")
     if "profile" in names:
         overrides = {"profile": profile, **overrides}
-    return dataclasses.replace(cfg, **overrides)
+    cfg = dataclasses.replace(cfg, **overrides)
+    return smoke(cfg) if getattr(cfg, "smoke", False) else cfg
+
+
+def smoke(cfg: Any) -> Any:
+    """A smoke-test version of a config: same architecture and data shape, a few batches.
+
+    Every :class:`TrainConfig` inside ``cfg`` (at any depth) trains one epoch of at most two
+    steps without checkpoints; data-size fields (``n_train``, ``n_val``, ``n_test``) are cut to
+    :data:`SMOKE_SIZE`; everything else (networks, image sizes, latent sizes) is left as it is,
+    so a smoke run of the ``full`` profile builds and runs every stage of the paper-scale path.
+
+    Args:
+        cfg: a config dataclass.
+
+    Returns:
+        The reduced config (with ``smoke=True`` when the config has that field).
+    """
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, TrainConfig):
+            changes[f.name] = dataclasses.replace(value, epochs=1, max_steps=2, checkpoint=False)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            changes[f.name] = smoke(value)
+        elif f.name in SIZE_FIELDS and isinstance(value, int):
+            changes[f.name] = min(value, SMOKE_SIZE)
+        elif f.name == "smoke":
+            changes[f.name] = True
+    return dataclasses.replace(cfg, **changes)

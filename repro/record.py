@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from repro.config import PROFILES
 from repro.io import atomic_write_set
-from repro.paths import figures_dir, repo_root
+from repro.paths import figures_dir, repo_root, runs_dir
 
 __all__ = ["sidecar", "savefig"]
 
@@ -135,7 +135,8 @@ def sidecar(result: Any, files: Mapping[str, bytes] | None = None) -> dict[str, 
 def savefig(fig: Figure, result: Any, folder: str | Path | None = None) -> dict[str, Path]:
     """Write ``<name>.png``, ``.pdf`` and the ``.json`` sidecar to ``figures/<profile>/``.
 
-    Name and profile come from ``result.cfg``. The three files are written as a set: when any
+    Name and profile come from ``result.cfg``; a smoke run (``cfg.smoke``) writes to the
+    git-ignored ``runs/<profile>-smoke/`` instead. The three files are written as a set: when any
     write fails, the previous three stay together. The PDF carries no creation date, so it is
     byte-stable for the same figure; the sidecar records the SHA-256 of the PNG and PDF.
 
@@ -151,8 +152,12 @@ def savefig(fig: Figure, result: Any, folder: str | Path | None = None) -> dict[
         ValueError: for a result without a figure config, an unknown profile or a bad name.
         FileNotFoundError: if the repository (hence ``figures/``) cannot be located.
     """
-    name, profile, _ = _identity(result)
-    folder = Path(folder) if folder is not None else figures_dir(profile)
+    name, profile, cfg = _identity(result)
+    if folder is None:  # a smoke run must never overwrite a real figure
+        folder = (
+            runs_dir(f"{profile}-smoke") if getattr(cfg, "smoke", False) else figures_dir(profile)
+        )
+    folder = Path(folder)
     rendered = {}
     for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None})):
         buffer = io.BytesIO()

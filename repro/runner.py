@@ -239,6 +239,7 @@ def run_figures(
     device: str = "auto",
     figures: Mapping[str, Figure] = FIGURES,
     progress: bool = True,
+    smoke: bool = False,
 ) -> dict[str, float]:
     """Execute figure notebooks in order, stopping at the first failure.
 
@@ -252,6 +253,9 @@ def run_figures(
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``, injected as ``DEVICE``.
         figures: the registry (tests pass their own).
         progress: show papermill's cell progress bar and the training progress.
+        smoke: inject ``SMOKE=True``: every stage of every notebook runs a couple of batches
+            at the profile's architecture and data shape (:func:`repro.config.smoke`);
+            executed copies and figures go to ``runs/<profile>-smoke/``.
 
     Returns:
         Wall seconds per executed notebook.
@@ -269,8 +273,11 @@ def run_figures(
     unknown = [n for n in names if n not in figures]
     if unknown:
         raise ValueError(f"unknown figure(s) {unknown}; choose from {sorted(figures)}")
-    out_dir = runs_dir(profile)
+    out_dir = runs_dir(f"{profile}-smoke" if smoke else profile)
     out_dir.mkdir(parents=True, exist_ok=True)
+    parameters: dict[str, Any] = {"PRESET": profile, "DEVICE": device}
+    if smoke:
+        parameters["SMOKE"] = True
     seconds = {}
     for i, name in enumerate(names, 1):
         figure = figures[name]
@@ -278,7 +285,8 @@ def run_figures(
         target = out_dir / figure.notebook
         _check_notebook(source, name)
         target.parent.mkdir(parents=True, exist_ok=True)  # notebooks may sit in subfolders
-        sys.stdout.write(f"[{i}/{len(names)}] {name} ({profile}, device={device}) ...\n")
+        label = f"{profile}{', smoke' if smoke else ''}, device={device}"
+        sys.stdout.write(f"[{i}/{len(names)}] {name} ({label}) ...\n")
         sys.stdout.flush()
         tic = time.perf_counter()
         stream = sys.stderr if progress else open(os.devnull, "w")  # noqa: SIM115
@@ -290,7 +298,7 @@ def run_figures(
                 papermill.execute_notebook(
                     str(source),
                     str(target),
-                    parameters={"PRESET": profile, "DEVICE": device},
+                    parameters=parameters,
                     kernel_name="python3",
                     cwd=str(source.parent),
                     progress_bar=progress,

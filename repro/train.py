@@ -490,6 +490,8 @@ def _train_epoch(
 
     try:
         for step, batch in enumerate(batches(data, cfg.batch_size, generator), start=1):
+            if cfg.max_steps and step > cfg.max_steps:
+                break
             batch = _to(batch, device)
             loss = -objective(batch).mean()
             finite = torch.isfinite(loss.detach())

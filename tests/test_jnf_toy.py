@@ -80,3 +80,15 @@ def test_within_noise_flags_ties_between_shares():
     assert toy_posteriors.within_noise(0.937, 0.936, 2000)  # 0.001 apart, SE about 0.0077
     assert not toy_posteriors.within_noise(0.95, 0.81, 30000)
     assert not toy_posteriors.within_noise(0.5, 0.4, 2000)
+
+
+def test_full_profile_smoke_runs_every_stage_at_paper_architecture():
+    cfg = settings.get("toy_posteriors", "full", device="cpu", smoke=True)
+    assert cfg.smoke and cfg.profile == "full" and cfg.hidden == 512  # the paper's networks
+    assert cfg.data.n_train == 64 and cfg.joint_train.epochs == 1
+    assert cfg.joint_train.max_steps == 2 and not cfg.joint_train.checkpoint
+    result = toy_posteriors.run(dataclasses.replace(cfg, threads=1))
+    assert set(result.histories) == {"projectors", "joint", "gaussian", "flow", "dcca"}
+    for history in result.histories.values():
+        assert len(history.train) == 1 and history.samples <= 2 * 256
+    assert set(result.metrics) == {"gaussian", "flow", "dcca"}

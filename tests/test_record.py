@@ -54,6 +54,14 @@ def test_savefig_takes_name_profile_and_record_from_the_result(figs):
     assert full["png"].parent == root / "full"
 
 
+def test_a_smoke_run_never_writes_into_figures(figs, monkeypatch):
+    fig, root = figs
+    monkeypatch.setattr(record, "runs_dir", lambda name: root / "runs" / name)
+    paths = record.savefig(fig, _result(name="demo", profile="full", smoke=True))
+    assert paths["png"].parent == root / "runs" / "full-smoke"
+    assert not (root / "full").exists()
+
+
 def test_pdf_is_byte_stable(figs):
     fig, _ = figs
     first = record.savefig(fig, _result(name="demo"))["pdf"].read_bytes()

@@ -206,3 +206,16 @@ def test_missing_notebook_says_which_file_and_folder(tmp_path, monkeypatch, caps
     assert str(tmp_path / "gone" / "x.ipynb") in err and "folder" in err and "missing" in err
     with pytest.raises(FileNotFoundError, match="x.ipynb"):
         runner.refresh_notebooks(figures=figures)
+
+
+def test_smoke_flag_injects_smoke_and_writes_apart(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runner, "notebooks_dir", lambda: tmp_path)
+    monkeypatch.setattr(runner, "runs_dir", lambda profile: tmp_path / "runs" / profile)
+    _notebook(tmp_path / "s.ipynb", "print(PRESET, SMOKE)")
+    figures = {"s_fig": Figure("s_fig", "jnf", "test", "s.ipynb")}
+    code = cli.main(["figures", "--profile", "full", "--smoke", "--device", "cpu"], figures=figures)
+    assert code == 0
+    out = nbformat.read(tmp_path / "runs" / "full-smoke" / "s.ipynb", as_version=4)
+    assert out.cells[-1].outputs[0].text == "full True\n"
+    assert "runs/full-smoke/" in capsys.readouterr().out
+    assert not (tmp_path / "runs" / "full").exists()

@@ -476,3 +476,26 @@ def test_resume_across_optimizer_kernels(tmp_path, monkeypatch):
     saved = torch.load(tmp_path / "a.pt", weights_only=True)["optimizer"]["param_groups"][0]
     assert saved["fused"] is True
     torch.testing.assert_close(resumed.w, straight.w, atol=0.2, rtol=0)
+
+
+def test_max_steps_limits_the_steps_of_every_epoch():
+    model = Quadratic()
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=0.1, progress=False, max_steps=2)
+    history = fit(model, model.bound, _data(64), cfg)
+    assert history.samples == 3 * 2 * 16 and len(history.train) == 3
+    with pytest.raises(ValueError, match="max_steps >= 0"):
+        TrainConfig(max_steps=-1)
+
+
+def test_smoke_config_keeps_the_architecture_and_cuts_the_work():
+    from repro.config import smoke
+    from repro.papers.jnf import settings
+
+    full = settings.get("toy_posteriors", "full")
+    small = smoke(full)
+    assert small.smoke and small.hidden == full.hidden and small.flow_hidden == full.flow_hidden
+    assert small.data.n_train == 64 and small.data.size == full.data.size
+    for name in ("joint_train", "unimodal_train", "dcca_train"):
+        tc = getattr(small, name)
+        assert (tc.epochs, tc.max_steps, tc.checkpoint) == (1, 2, False)
+        assert tc.batch_size == getattr(full, name).batch_size

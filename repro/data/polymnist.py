@@ -1,0 +1,657 @@
+"""PolyMNIST (Sutter et al., ICLR 2021) and translated PolyMNIST (Daunhawer et al., ICLR 2022).
+
+Five image modalities ``m0`` ... ``m4`` of 3x28x28 RGB. A tuple shares only the digit class:
+each modality shows a *different* MNIST instance of that class on a random 28x28 crop of its
+own background photograph, with the digit's pixels (MNIST > 128) inverted (``1 - background``).
+
+**Published on-disk layout** (``thomassutter/MoPoE: mmnist/MMNISTDataset.py``, copied by
+``epalu/mmvaeplus: src/datasets_PolyMNIST.py``, ``thomassutter/mmvmvae:
+utils/PolyMNISTDataset.py`` and ``AgatheSenellart/MultiVae:
+src/multivae/data/datasets/translated_mmnist.py``)::
+
+    <root>/train/m0/<i>.<digit>.png ... <root>/train/m4/<i>.<digit>.png   # 60,000 per folder
+    <root>/test/m0/<i>.<digit>.png  ... <root>/test/m4/<i>.<digit>.png    # 10,000 per folder
+
+The unzipped archive puts the split folders under ``MMNIST/``; both are accepted here. For each
+digit and modality the builder draws a permutation of that digit's MNIST images and writes the
+``i``-th as ``m<m>/<i>.<digit>.png``, so files with the *same name* in different modality
+folders form one tuple, and the label is the second-to-last dot field of the name. (The
+reference loaders pair files by unsorted ``glob`` order; :func:`load_polymnist` pairs them by
+name.) **Translated PolyMNIST** has the same layout; before masking, the digit is resized by
+0.75 (bilinear, 28 -> 21 px) and pasted at a random offset in ``[0, 7)`` pixels per axis.
+
+This module reads that layout (:func:`load_polymnist`), writes it from MNIST and a folder of
+background images (:func:`build_polymnist`), and draws an offline stand-in from data that ships
+inside scikit-learn and matplotlib (:func:`embedded_polymnist`). :func:`polymnist` picks the
+real data when it is present under :func:`repro.paths.data_root` and the stand-in otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from repro.io import atomic_torch_save
+from repro.paths import cache_dir, data_root, repo_root
+
+__all__ = [
+    "MODALITIES",
+    "BACKGROUNDS",
+    "MultimodalImages",
+    "load_polymnist",
+    "build_polymnist",
+    "embedded_polymnist",
+    "polymnist",
+]
+
+MODALITIES = ("m0", "m1", "m2", "m3", "m4")
+SPLITS = ("train", "test")
+IMAGE_SIZE = 28
+TRANSLATE_SCALE = 0.75  # Daunhawer et al. 2022; MultiVae translated_mmnist.py (scale=0.75)
+STANDIN_SIZE = {"train": 5000, "test": 1000}  # default n of the stand-in
+TEST_EVERY = 5  # sklearn digit i is a test instance iff i % 5 == 0 (a fixed 80/20 split)
+
+#: The stand-in's backgrounds, one per modality (all ship inside installed dependencies).
+BACKGROUNDS = (
+    "sklearn china.jpg (half size)",
+    "sklearn flower.jpg (half size)",
+    "matplotlib grace_hopper.jpg (half size)",
+    "matplotlib jacksboro_fault_dem.npz (hill-shaded, gist_earth)",
+    "matplotlib topobathy.npz (hill-shaded, plasma, double size)",
+)
+
+_NAME = re.compile(r"^(\d+)\.(\d)\.png$")
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+_ARCHIVE = (
+    "Get the published archive (Sutter et al. 2021, PolyMNIST.zip, Zenodo record 4899160) and "
+    "unzip it there, or build the layout from MNIST with "
+    "repro.data.polymnist.build_polymnist(mnist_root, backgrounds, root{translated})."
+)
+
+
+@dataclass(frozen=True)
+class MultimodalImages:
+    """Tuples of images that share a digit class.
+
+    Attributes:
+        x: ``{m: (N, 3, S, S)}`` float32 images in ``[0, 1]``, one entry per modality.
+        label: ``(N,)`` int64 digit class, shared by the modalities.
+        source: human-readable origin, e.g. ``"PolyMNIST (data/PolyMNIST/test)"`` or
+            ``"embedded stand-in: ..."``.
+        instance: ``{m: (N,)}`` int64 index of the digit instance behind each image (the
+            scikit-learn ``load_digits`` index for the stand-in), or ``None`` when unknown
+            (files on disk).
+    """
+
+    x: dict[str, Tensor]
+    label: Tensor
+    source: str
+    instance: dict[str, Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        n = self.label.shape[0]
+        bad = {m: tuple(v.shape) for m, v in self.x.items() if v.shape[0] != n}
+        if self.instance is not None:
+            bad |= {
+                f"instance[{m}]": tuple(v.shape)
+                for m, v in self.instance.items()
+                if v.shape[0] != n
+            }
+        if self.label.dim() != 1 or bad:
+            raise ValueError(f"every entry needs N = {n} rows like label; got {bad}")
+
+    def __len__(self) -> int:
+        return int(self.label.shape[0])
+
+    def subset(self, index: Tensor | slice | list[int]) -> MultimodalImages:
+        """Return the tuples at ``index``.
+
+        Args:
+            index: a slice, an int64 index tensor/list or a boolean mask of length ``N``.
+
+        Returns:
+            A new :class:`MultimodalImages` with the same ``source``.
+        """
+        instance = None
+        if self.instance is not None:
+            instance = {m: v[index] for m, v in self.instance.items()}
+        return MultimodalImages(
+            {m: v[index] for m, v in self.x.items()}, self.label[index], self.source, instance
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The published layout: reading
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+
+
+def _split_dir(root: Path, split: str) -> Path | None:
+    """The folder holding ``m0..m4`` for ``split``: ``root/split`` or ``root/MMNIST/split``."""
+    for candidate in (root / split, root / "MMNIST" / split):
+        if any((candidate / m).is_dir() for m in MODALITIES):
+            return candidate
+    return None
+
+
+def _display(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it, else absolute."""
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(repo_root()))
+    except (ValueError, FileNotFoundError):
+        return str(path)
+
+
+def _index_files(folder: Path) -> tuple[list[tuple[int, int]], dict[tuple[int, int], Path]]:
+    """Sorted ``(digit, i)`` keys of ``folder``'s ``<i>.<digit>.png`` files, and their paths."""
+    files: dict[tuple[int, int], Path] = {}
+    odd = []
+    for path in folder.glob("*.png"):
+        match = _NAME.match(path.name)
+        if match is None:
+            odd.append(path.name)
+            continue
+        files[(int(match.group(2)), int(match.group(1)))] = path
+    if odd:
+        raise ValueError(
+            f"{_display(folder)} holds PNG files not named <index>.<digit>.png, "
+            f"e.g. {sorted(odd)[:3]}; the label is read from the name"
+        )
+    return sorted(files), files
+
+
+def _read_png(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        array = np.asarray(image.convert("RGB"))
+    if array.shape != (IMAGE_SIZE, IMAGE_SIZE, 3):
+        raise ValueError(
+            f"{_display(path)} is {array.shape[1]}x{array.shape[0]}, expected "
+            f"{IMAGE_SIZE}x{IMAGE_SIZE} RGB"
+        )
+    return array
+
+
+def load_polymnist(
+    root: str | Path, split: str = "train", translated: bool = False
+) -> MultimodalImages:
+    """Read PolyMNIST in its published layout, ``<root>/<split>/m<k>/<i>.<digit>.png``.
+
+    Files with the same name in the five modality folders form one tuple; the digit is read
+    from the name. ``<root>/MMNIST/<split>`` (the unzipped archive) is accepted as well.
+    Tuples come sorted by digit, then by index.
+
+    Args:
+        root: folder holding ``train/`` and ``test/`` (or ``MMNIST/train`` ...).
+        split: ``"train"`` or ``"test"``.
+        translated: the files are translated PolyMNIST (only changes ``source`` and the hint
+            in error messages; the layout is the same).
+
+    Returns:
+        ``N`` tuples; ``x[m]`` is ``(N, 3, 28, 28)`` float32 in ``[0, 1]``.
+
+    Raises:
+        ValueError: for an unknown split, files not named ``<index>.<digit>.png``, images
+            that are not 28x28, modality folders with different counts or with names (hence
+            labels) that disagree.
+        FileNotFoundError: when the split folder, a modality folder or its images are missing;
+            the message names the expected path and how to get or build the data.
+    """
+    _check_split(split)
+    root = Path(root)
+    name = "Translated PolyMNIST" if translated else "PolyMNIST"
+    hint = _ARCHIVE.format(translated=", translated=True" if translated else "")
+    folder = _split_dir(root, split)
+    if folder is None:
+        raise FileNotFoundError(
+            f"{name} {split} split not found: expected {_display(root / split)}/m0 ... m4 "
+            f"holding <index>.<digit>.png files (or {_display(root / 'MMNIST' / split)}/m0 "
+            f"...). {hint}"
+        )
+    missing = [m for m in MODALITIES if not (folder / m).is_dir()]
+    if missing:
+        raise FileNotFoundError(
+            f"{name} at {_display(folder)} lacks the modality folder(s) {missing}; all of "
+            f"{list(MODALITIES)} are needed. {hint}"
+        )
+    keys, paths = {}, {}
+    for m in MODALITIES:
+        keys[m], paths[m] = _index_files(folder / m)
+    empty = [m for m in MODALITIES if not keys[m]]
+    if empty:
+        raise FileNotFoundError(
+            f"{name} at {_display(folder)}: modality folder(s) {empty} hold no "
+            f"<index>.<digit>.png images. {hint}"
+        )
+    counts = {m: len(keys[m]) for m in MODALITIES}
+    if len(set(counts.values())) > 1:
+        raise ValueError(
+            f"{name} at {_display(folder)}: the modality folders hold different numbers of "
+            f"images {counts}; a partial copy or extraction? Re-extract or rebuild the split."
+        )
+    for m in MODALITIES[1:]:
+        if keys[m] != keys["m0"]:
+            j = next(j for j, (a, b) in enumerate(zip(keys["m0"], keys[m], strict=True)) if a != b)
+            (d0, i0), (d1, i1) = keys["m0"][j], keys[m][j]
+            raise ValueError(
+                f"{name} at {_display(folder)}: file names (and so labels) disagree across "
+                f"modalities: m0 has {i0}.{d0}.png where {m} has {i1}.{d1}.png (tuple {j} in "
+                "name order); tuples are paired by name, so every folder needs the same names."
+            )
+    x = {}
+    for m in MODALITIES:
+        stack = np.stack([_read_png(paths[m][key]) for key in keys[m]])  # (N, 28, 28, 3)
+        x[m] = torch.from_numpy(stack).permute(0, 3, 1, 2).to(torch.float32).div_(255)
+    label = torch.tensor([digit for digit, _ in keys["m0"]], dtype=torch.int64)
+    return MultimodalImages(x, label, f"{name} ({_display(folder)})")
+
+
+# ---------------------------------------------------------------------------------------------
+# The published layout: building from MNIST
+
+
+def _load_backgrounds(folder: Path) -> list[Tensor]:
+    from PIL import Image
+
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"background folder {folder} not found; it needs >= {len(MODALITIES)} images "
+            f"({', '.join(_IMAGE_SUFFIXES)}), the first {len(MODALITIES)} in name order are used"
+        )
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+    if len(files) < len(MODALITIES):
+        raise ValueError(
+            f"background folder {folder} holds {len(files)} images ({[p.name for p in files]}); "
+            f"need >= {len(MODALITIES)}, one per modality"
+        )
+    backgrounds = []
+    for path in files[: len(MODALITIES)]:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"))
+        if min(array.shape[:2]) < IMAGE_SIZE:
+            raise ValueError(f"background {path} is smaller than {IMAGE_SIZE}x{IMAGE_SIZE}")
+        backgrounds.append(torch.from_numpy(array.copy()).permute(2, 0, 1).float().div(255))
+    return backgrounds
+
+
+def _random_crops(background: Tensor, n: int, size: int, generator: torch.Generator) -> Tensor:
+    """``(n, 3, size, size)`` crops of a ``(3, H, W)`` image at uniform random offsets."""
+    _, height, width = background.shape
+    top = torch.randint(0, height - size + 1, (n,), generator=generator)
+    left = torch.randint(0, width - size + 1, (n,), generator=generator)
+    ar = torch.arange(size)
+    rows = (top[:, None] + ar)[:, :, None]  # (n, S, 1)
+    cols = (left[:, None] + ar)[:, None, :]  # (n, 1, S)
+    return background[:, rows, cols].permute(1, 0, 2, 3)  # (3, n, S, S) -> (n, 3, S, S)
+
+
+def _translate_mnist(digits: Tensor, generator: torch.Generator) -> Tensor:
+    """Resize ``(n, 28, 28)`` uint8 digits by 0.75 and paste them at a random offset.
+
+    Mirrors MultiVae's ``TranslatedMMNIST._add_background_image``: bilinear
+    ``interpolate(scale_factor=0.75)`` (28 -> 21 px), truncated back to integers, pasted into
+    a black 28x28 canvas at a uniform offset in ``[0, int(28 * 0.25))`` per axis.
+    """
+    n = digits.shape[0]
+    small = F.interpolate(digits[:, None].float(), scale_factor=TRANSLATE_SCALE, mode="bilinear")
+    small = small[:, 0].trunc()  # (n, 21, 21); the reference stores it back into uint8
+    side = small.shape[-1]
+    span = int(IMAGE_SIZE * (1 - TRANSLATE_SCALE))
+    top = torch.randint(0, span, (n,), generator=generator)
+    left = torch.randint(0, span, (n,), generator=generator)
+    ar = torch.arange(side)
+    canvas = torch.zeros(n, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.float32)
+    canvas[
+        torch.arange(n)[:, None, None],
+        (top[:, None] + ar)[:, :, None],
+        (left[:, None] + ar)[:, None, :],
+    ] = small
+    return canvas
+
+
+def _save_png(image: Tensor, path: Path) -> None:
+    from PIL import Image
+
+    array = image.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)  # as torchvision save_image
+    Image.fromarray(array.permute(1, 2, 0).numpy()).save(path)
+
+
+def build_polymnist(
+    mnist_root: str | Path,
+    backgrounds: str | Path,
+    out_root: str | Path,
+    translated: bool = False,
+    download: bool = False,
+    generator: torch.Generator | None = None,
+    limit: int | None = None,
+) -> Path:
+    """Write PolyMNIST (or translated PolyMNIST) in the published layout from MNIST.
+
+    Follows the reference builder (``MMNISTDataset._create_mmnist_dataset``): for each split,
+    digit and modality ``m``, a random permutation of that digit's MNIST images is written as
+    ``out_root/<split>/m<m>/<i>.<digit>.png``; each image is a uniform random 28x28 crop of
+    background ``m`` with the digit's pixels (MNIST > 128) inverted. With ``translated`` the
+    digit is first resized by 0.75 and pasted at a random offset (see the module docstring).
+    The randomness comes from ``generator``, so the files equal the published ones in
+    distribution, not bit for bit.
+
+    Args:
+        mnist_root: root of a ``torchvision.datasets.MNIST`` copy, i.e. holding
+            ``MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``.
+        backgrounds: folder of >= 5 PIL-readable images (``.jpg``, ``.jpeg``, ``.png``);
+            the first five in name order are the backgrounds of ``m0`` ... ``m4``.
+        out_root: destination; ``train/`` and ``test/`` are created below it.
+        translated: build translated PolyMNIST (Daunhawer et al. 2022).
+        download: let torchvision download MNIST into ``mnist_root`` if it is missing.
+        generator: source of randomness (CPU); ``None`` uses a generator seeded with 0.
+        limit: use only the first ``limit`` MNIST images of each split (quick builds).
+
+    Returns:
+        ``out_root``.
+
+    Raises:
+        ValueError: for ``limit < 1``, fewer than five backgrounds, or a background smaller
+            than 28x28.
+        FileNotFoundError: when MNIST or the background folder is missing.
+        FileExistsError: when a modality folder under ``out_root`` already holds PNG files.
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 or None, got {limit}")
+    mnist_root, out_root = Path(mnist_root), Path(out_root)
+    generator = torch.Generator().manual_seed(0) if generator is None else generator
+    images = _load_backgrounds(Path(backgrounds))
+    for split in SPLITS:
+        for m in MODALITIES:
+            if any((out_root / split / m).glob("*.png")):
+                raise FileExistsError(
+                    f"{out_root / split / m} already holds PNG files; build into an empty folder"
+                )
+    from repro.compat import import_torchvision
+
+    import_torchvision()  # torchvision on a CPU-only torch needs the shim (repro/compat.py)
+    from torchvision.datasets import MNIST
+
+    for split in SPLITS:
+        try:
+            mnist = MNIST(str(mnist_root), train=split == "train", download=download)
+        except RuntimeError as err:
+            prefix = "train" if split == "train" else "t10k"
+            raise FileNotFoundError(
+                f"MNIST not found under {mnist_root}: torchvision expects "
+                f"{mnist_root / 'MNIST' / 'raw'}/{{train,t10k}}-images-idx3-ubyte and "
+                f"-labels-idx1-ubyte (e.g. {prefix}-images-idx3-ubyte); pass download=True to "
+                f"fetch it ({err})"
+            ) from err
+        data, targets = mnist.data[:limit], mnist.targets[:limit]
+        for m in MODALITIES:
+            (out_root / split / m).mkdir(parents=True, exist_ok=True)
+        for digit in range(10):
+            index = (targets == digit).nonzero()[:, 0]
+            for m, background in zip(MODALITIES, images, strict=True):
+                chosen = index[torch.randperm(len(index), generator=generator)]
+                digits = data[chosen]
+                if translated:
+                    digits = _translate_mnist(digits, generator)
+                mask = (digits > 128)[:, None]  # (n, 1, 28, 28)
+                crops = _random_crops(background, len(chosen), IMAGE_SIZE, generator)
+                composite = torch.where(mask, 1 - crops, crops)
+                for i, image in enumerate(composite):
+                    _save_png(image, out_root / split / m / f"{i}.{digit}.png")
+    return out_root
+
+
+# ---------------------------------------------------------------------------------------------
+# The embedded stand-in
+
+
+@functools.lru_cache(maxsize=1)
+def _digit_pool() -> tuple[Tensor, Tensor, Tensor]:
+    """scikit-learn's 1797 8x8 digits: ``(K, 1, 8, 8)`` in ``[0, 1]``, labels, indices."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.from_numpy(digits.images).to(torch.float32).div(16).unsqueeze(1)
+    return images, torch.from_numpy(digits.target).long(), torch.arange(len(digits.target))
+
+
+def _hillshade(elevation: np.ndarray, cmap: str) -> np.ndarray:
+    import matplotlib
+    from matplotlib.colors import LightSource
+
+    shaded = LightSource(azdeg=315, altdeg=45).shade(
+        elevation.astype(np.float64),
+        cmap=matplotlib.colormaps[cmap],
+        blend_mode="overlay",
+        vert_exag=0.05,
+    )
+    return (shaded[..., :3] * 255).round().astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=1)
+def _standin_backgrounds() -> tuple[Tensor, ...]:
+    """The five stand-in backgrounds of :data:`BACKGROUNDS`, ``(3, H, W)`` float32 in [0, 1].
+
+    Photos are halved so that a 28x28 crop holds texture rather than a flat patch of sky.
+    """
+    from matplotlib import cbook
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    china, flower = load_sample_images().images
+    with Image.open(cbook.get_sample_data("grace_hopper.jpg")) as image:
+        hopper = np.asarray(image.convert("RGB"))
+    dem = cbook.get_sample_data("jacksboro_fault_dem.npz")["elevation"]
+    topo = cbook.get_sample_data("topobathy.npz")["topo"]
+    arrays = [
+        china,
+        flower,
+        hopper,
+        _hillshade(dem, "gist_earth"),
+        _hillshade(topo, "plasma"),
+    ]
+    factors = (0.5, 0.5, 0.5, 1.0, 2.0)
+    out = []
+    for array, factor in zip(arrays, factors, strict=True):
+        image = Image.fromarray(np.ascontiguousarray(array))
+        if factor != 1.0:
+            size = (round(image.width * factor), round(image.height * factor))
+            image = image.resize(size, Image.Resampling.BILINEAR)
+        tensor = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+        out.append(tensor.to(torch.float32).div(255))
+    return tuple(out)
+
+
+def _digit_masks(digits: Tensor, size: int, translated: bool, generator: torch.Generator) -> Tensor:
+    """Render ``(n, 1, 8, 8)`` digits into ``(n, 1, size, size)`` boolean masks.
+
+    One bicubic ``grid_sample`` upsamples (8 px -> 20 px at size 28, as MNIST's digit box) and
+    applies a random affine (rotation +-10 deg, scale 0.9-1.1, shift +-2 px); the result is cut
+    at half intensity, as PolyMNIST binarises MNIST at 128. ``translated`` scales by 0.75 and
+    replaces the shift by a uniform translation of +-3.5 px (the 7-px offset range of
+    translated PolyMNIST).
+    """
+    n = digits.shape[0]
+    f32 = torch.float32
+    angle = (torch.rand(n, generator=generator, dtype=f32) * 2 - 1) * math.radians(10)
+    scale = 0.9 + 0.2 * torch.rand(n, generator=generator, dtype=f32)
+    if translated:
+        scale = scale * TRANSLATE_SCALE
+        half = int(size * (1 - TRANSLATE_SCALE)) / 2
+    else:
+        half = 2.0 * size / IMAGE_SIZE
+    shift = (torch.rand(n, 2, generator=generator, dtype=f32) * 2 - 1) * half  # (n, 2) px
+    pixel = 20 / 8 * size / IMAGE_SIZE * scale  # output px per source px
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rot = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2)  # R(-a)
+    # normalised output coords u (u * size / 2 px) -> normalised 8x8 source coords (v * 4 px)
+    linear = rot * (size / 8 / pixel)[:, None, None]
+    offset = -(rot @ shift[:, :, None])[..., 0] / (4 * pixel)[:, None]
+    theta = torch.cat([linear, offset[:, :, None]], -1)  # (n, 2, 3)
+    grid = F.affine_grid(theta, [n, 1, size, size], align_corners=False)
+    return F.grid_sample(digits, grid, mode="bicubic", align_corners=False) > 0.5
+
+
+def embedded_polymnist(
+    n: int,
+    split: str,
+    generator: torch.Generator,
+    size: int = IMAGE_SIZE,
+    translated: bool = False,
+) -> MultimodalImages:
+    """Draw a PolyMNIST look-alike offline, from data inside scikit-learn and matplotlib.
+
+    Each tuple draws a class uniformly, then five *distinct* scikit-learn digits of that class
+    (one per modality, without replacement). Modality ``m`` renders its digit with a random
+    affine (:func:`_digit_masks`) and inverts those pixels of a uniform random crop of
+    background ``m`` (:data:`BACKGROUNDS`), as PolyMNIST does. Train and test use disjoint
+    digits: scikit-learn digit ``i`` belongs to the test split iff ``i % 5 == 0`` (360 of
+    1797). The continuous augmentation makes tuples practically never repeat.
+
+    Args:
+        n: number of tuples.
+        split: ``"train"`` or ``"test"``.
+        generator: the only source of randomness (CPU).
+        size: image side (28 like PolyMNIST; the digit box scales with it).
+        translated: digits scaled by 0.75 and randomly translated (translated PolyMNIST).
+
+    Returns:
+        ``n`` tuples with ``instance`` set to the scikit-learn digit indices.
+
+    Raises:
+        ValueError: for ``n < 1``, an unknown split or ``size`` outside ``[16, 64]``.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _check_split(split)
+    if not 16 <= size <= 64:
+        raise ValueError(f"size must lie in [16, 64], got {size}")
+    images, labels, indices = _digit_pool()
+    keep = (indices % TEST_EVERY == 0) == (split == "test")
+    order = torch.argsort(labels[keep], stable=True)
+    images, labels, indices = images[keep][order], labels[keep][order], indices[keep][order]
+    count = torch.bincount(labels, minlength=10)
+    start = torch.cumsum(count, 0) - count
+
+    label = torch.randint(0, 10, (n,), generator=generator)
+    keys = torch.rand(n, int(count.max()), generator=generator)
+    keys[torch.arange(keys.shape[1]) >= count[label][:, None]] = 2.0  # beyond the class pool
+    picks = start[label][:, None] + keys.topk(len(MODALITIES), largest=False).indices  # (n, M)
+
+    x, instance = {}, {}
+    for k, (m, background) in enumerate(zip(MODALITIES, _standin_backgrounds(), strict=True)):
+        mask = _digit_masks(images[picks[:, k]], size, translated, generator)
+        crops = _random_crops(background, n, size, generator)
+        x[m] = torch.where(mask, 1 - crops, crops)
+        instance[m] = indices[picks[:, k]]
+    kind = "translated PolyMNIST" if translated else "PolyMNIST"
+    source = (
+        f"embedded stand-in: {kind} look-alike, scikit-learn load_digits ({split} split: "
+        f"index % {TEST_EVERY} {'==' if split == 'test' else '!='} 0) on crops of "
+        f"{'; '.join(BACKGROUNDS)}"
+    )
+    return MultimodalImages(x, label, source, instance)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real data if present, else the stand-in
+
+
+def _cached_load(folder_root: Path, split: str, translated: bool) -> MultimodalImages:
+    """:func:`load_polymnist` through a uint8 cache under ``cache_dir()/polymnist``.
+
+    The key covers the split folder's path and each modality folder's file count and mtime,
+    so adding, removing or renaming files invalidates it. Unwritable caches are skipped.
+    """
+    folder = _split_dir(folder_root, split)
+    stamp = [str(folder.resolve()), str(translated)]
+    for m in MODALITIES:
+        sub = folder / m
+        if sub.is_dir():
+            stamp.append(f"{m}:{sub.stat().st_mtime_ns}:{sum(1 for _ in sub.glob('*.png'))}")
+    key = hashlib.sha256("|".join(stamp).encode()).hexdigest()[:16]
+    try:
+        path = cache_dir() / "polymnist" / f"{split}-{key}.pt"
+    except FileNotFoundError:  # no repository root and no REPRO_CACHE: read uncached
+        return load_polymnist(folder_root, split, translated)
+    if path.is_file():
+        blob = torch.load(path, weights_only=True)
+        x = {m: v.to(torch.float32).div_(255) for m, v in blob["x"].items()}
+        return MultimodalImages(x, blob["label"], blob["source"])
+    data = load_polymnist(folder_root, split, translated)
+    blob = {
+        "x": {m: v.mul(255).round_().to(torch.uint8) for m, v in data.x.items()},
+        "label": data.label,
+        "source": data.source,
+    }
+    try:
+        atomic_torch_save(blob, path)
+    except OSError:
+        pass  # a read-only cache only costs time
+    return data
+
+
+def polymnist(
+    split: str,
+    n: int | None = None,
+    generator: torch.Generator | None = None,
+    root: str | Path | None = None,
+    translated: bool = False,
+) -> MultimodalImages:
+    """PolyMNIST from disk when present, else the embedded stand-in.
+
+    Real data is looked up at ``root``, by default ``data_root()/"PolyMNIST"`` (or
+    ``"TranslatedPolyMNIST"``), in the layout of :func:`load_polymnist`; decoded images are
+    cached under ``cache_dir()/polymnist``. When the default location holds nothing, the
+    stand-in of :func:`embedded_polymnist` is drawn. ``source`` says which one was used.
+
+    Args:
+        split: ``"train"`` or ``"test"``.
+        n: number of tuples. Real data: a random subset of ``n`` (all when ``None``).
+            Stand-in: ``n`` tuples (``None``: 5000 train, 1000 test).
+        generator: randomness for the subset or the stand-in; ``None`` seeds one with 0.
+        root: PolyMNIST folder; given explicitly, it must hold the data.
+        translated: translated PolyMNIST (its own folder, and a translated stand-in).
+
+    Returns:
+        The tuples.
+
+    Raises:
+        ValueError: for an unknown split, ``n < 1``, or (real data) ``n`` above its size.
+        FileNotFoundError: when an explicit ``root`` holds no data, or the data is incomplete.
+    """
+    _check_split(split)
+    if n is not None and n < 1:
+        raise ValueError(f"n must be >= 1 or None, got {n}")
+    generator = torch.Generator().manual_seed(0) if generator is None else generator
+    explicit = root is not None
+    base = (
+        Path(root)
+        if explicit
+        else data_root() / ("TranslatedPolyMNIST" if translated else "PolyMNIST")
+    )
+    if _split_dir(base, split) is None:
+        if explicit:
+            return load_polymnist(base, split, translated)  # raises the explanatory error
+        return embedded_polymnist(
+            STANDIN_SIZE[split] if n is None else n, split, generator, translated=translated
+        )
+    data = _cached_load(base, split, translated)
+    if n is None:
+        return data
+    if n > len(data):
+        raise ValueError(f"n = {n} exceeds the {len(data)} tuples of {data.source}")
+    return data.subset(torch.randperm(len(data), generator=generator)[:n])

@@ -34,5 +34,12 @@ FIGURES: dict[str, Figure] = {
             "vs DCCA unimodal posteriors on toy squares/circles",
             notebook="jnf_toy_posteriors.ipynb",
         ),
+        Figure(
+            name="jnf_coherence_fid",
+            paper="jnf",
+            reproduces="Senellart & Allassonniere (arXiv 2502.03952), Fig. 4: coherence by number "
+            "of inputs and coherence vs FID on PolyMNIST",
+            notebook="jnf_coherence_fid.ipynb",
+        ),
     )
 }

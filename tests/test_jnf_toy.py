@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from repro.config import TrainConfig
+from repro.metrics.coherence import within_noise
 from repro.papers.jnf import settings, toy_posteriors
 from repro.papers.jnf.settings import ToyDataConfig
 
@@ -77,9 +78,9 @@ def test_config_get_errors():
 
 
 def test_within_noise_flags_ties_between_shares():
-    assert toy_posteriors.within_noise(0.937, 0.936, 2000)  # 0.001 apart, SE about 0.0077
-    assert not toy_posteriors.within_noise(0.95, 0.81, 30000)
-    assert not toy_posteriors.within_noise(0.5, 0.4, 2000)
+    assert within_noise(0.937, 0.936, 2000)  # 0.001 apart, SE about 0.0077
+    assert not within_noise(0.95, 0.81, 30000)
+    assert not within_noise(0.5, 0.4, 2000)
 
 
 def test_full_profile_smoke_runs_every_stage_at_paper_architecture():

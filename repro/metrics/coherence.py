@@ -17,7 +17,13 @@ from torch import Tensor, nn
 from repro.metrics.classifiers import evaluating, predict
 from repro.models.base import subsets
 
-__all__ = ["CoherenceResult", "coherence", "conditional_coherence", "joint_coherence"]
+__all__ = [
+    "CoherenceResult",
+    "coherence",
+    "within_noise",
+    "conditional_coherence",
+    "joint_coherence",
+]
 
 
 def coherence(predicted: Tensor, target: Tensor, balanced: bool = False) -> float:
@@ -46,6 +52,22 @@ def coherence(predicted: Tensor, target: Tensor, balanced: bool = False) -> floa
         return float(hit.mean())
     classes = torch.unique(target)
     return float(torch.stack([hit[target == c].mean() for c in classes]).mean())
+
+
+def within_noise(p1: float, p2: float, n: int, z: float = 2.0) -> bool:
+    """Whether two shares (coherences, rates) of ``n`` samples differ by under ``z`` SEs.
+
+    Args:
+        p1: first share, in ``[0, 1]``.
+        p2: second share.
+        n: samples behind each share.
+        z: number of standard errors (2: about 95 %).
+
+    Returns:
+        ``|p1 - p2| < z * sqrt(p1 (1 - p1) / n + p2 (1 - p2) / n)``.
+    """
+    se = ((p1 * (1 - p1) + p2 * (1 - p2)) / max(n, 1)) ** 0.5
+    return abs(p1 - p2) < z * se
 
 
 @dataclass(frozen=True)

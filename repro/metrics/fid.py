@@ -214,7 +214,7 @@ def frechet_distance(
 
     ``||mu1 - mu2||^2 + tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^{1/2})``, computed by
     pytorch-fid's ``calculate_frechet_distance`` (scipy ``sqrtm``; scipy 1.17's deprecation
-    warning about its ``disp`` argument is silenced).
+    warning about its ``disp`` argument and sqrtm's singular-matrix warning are silenced).
 
     Args:
         mu1: ``(d,)`` mean of the first set.
@@ -240,9 +240,14 @@ def frechet_distance(
 
     import_torchvision()  # pytorch_fid imports torchvision
     from pytorch_fid.fid_score import calculate_frechet_distance
+    from scipy.linalg import LinAlgWarning
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*`disp` argument is deprecated")
+        # A singular product (feature directions that never vary, e.g. dead ReLUs of the proxy
+        # features) only makes sqrtm warn; pytorch-fid adds eps to the diagonal if the root is
+        # not finite, and a large imaginary part still raises.
+        warnings.filterwarnings("ignore", category=LinAlgWarning)
         return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
@@ -9,7 +11,10 @@ from matplotlib.figure import Figure
 from repro.papers.jnf.toy_posteriors import VARIANTS, ToyResult
 from repro.plotting import frame, set_style, tile
 
-__all__ = ["toy_posteriors"]
+if TYPE_CHECKING:  # each figure's plot imports only what it draws
+    from repro.papers.jnf.coherence_fid import CoherenceFIDResult
+
+__all__ = ["toy_posteriors", "coherence_fid"]
 
 VARIANT_TITLES = {
     "gaussian": "(b) Gaussian $q(z|x_1)$",
@@ -87,4 +92,60 @@ def toy_posteriors(result: ToyResult) -> Figure:
     bar.set_ticks([-0.9, -0.6, -0.3, 0, 0.3, 0.6, 0.9])
     bar.set_ticklabels(["0.9", "0.6", "0.3", "0", "0.3", "0.6", "0.9"])
     bar.set_label("Square size (red: empty, blue: full)")
+    return fig
+
+
+def coherence_fid(result: CoherenceFIDResult) -> Figure:
+    """Fig. 4 of arXiv 2502.03952 from a :class:`repro.papers.jnf.coherence_fid.CoherenceFIDResult`.
+
+    Left: conditional coherence against the number of input modalities (mean over seeds as a
+    line, each seed as a dot). Right: one-input coherence against the FD of ``m0`` generated
+    from one other modality, one point per model and seed; the axis names the FD actually
+    computed (Inception FID or the labelled proxy).
+
+    Args:
+        result: the experiment result.
+
+    Returns:
+        The figure.
+    """
+    import seaborn as sns
+
+    set_style()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.4), layout="constrained")
+    colours = dict(
+        zip(result.per_seed, sns.color_palette("tab10", len(result.per_seed)), strict=True)
+    )
+    for name, runs in result.per_seed.items():
+        sizes = sorted({k for r in runs.values() for k in r["by_size"]})
+        mean = [result.metrics[name][f"coherence_{k}_inputs"] for k in sizes]
+        left.plot(sizes, mean, marker="o", color=colours[name], label=name)
+        for r in runs.values():
+            left.scatter(sizes, [r["by_size"][k] for k in sizes], color=colours[name], s=10,
+                         alpha=0.5)  # fmt: skip
+        right.scatter(
+            [r["fd"] for r in runs.values()], [r["by_size"][1] for r in runs.values()],
+            color=colours[name], s=40, label=name, edgecolors="black", linewidths=0.4,
+        )  # fmt: skip
+    for ax in (left, right):  # the same coherence scale on both panels, chance marked
+        ax.axhline(0.1, color="grey", linestyle=":", linewidth=1)
+        ax.set_ylim(0, 1.02)
+    left.text(1.0, 0.11, "chance", color="grey", fontsize=9)
+    left.set(
+        xlabel="number of input modalities", ylabel="coherence (balanced accuracy)",
+        title="(a) coherence by number of inputs",
+    )  # fmt: skip
+    left.set_xticks(sizes)
+    right.set(
+        xlabel=f"{result.fd_label}, $m_0$ from one modality (lower is better)",
+        ylabel="coherence, one input", title="(b) coherence vs generation quality",
+    )  # fmt: skip
+    left.legend(fontsize=9, ncols=2, loc="upper right")
+    from repro.papers.jnf.coherence_fid import short_source
+
+    fig.suptitle(
+        f"PolyMNIST ({short_source(result.source)}, {result.cfg.profile} profile); "
+        f"seeds {list(result.cfg.seeds)}",
+        fontsize=10,
+    )
     return fig

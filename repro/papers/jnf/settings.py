@@ -12,7 +12,14 @@ from typing import Any
 
 from repro.config import TrainConfig, select
 
-__all__ = ["ToyDataConfig", "ToyPosteriorsConfig", "PRESETS", "get"]
+__all__ = [
+    "ToyDataConfig",
+    "ToyPosteriorsConfig",
+    "PolyMNISTConfig",
+    "CoherenceFIDConfig",
+    "PRESETS",
+    "get",
+]
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,87 @@ class ToyPosteriorsConfig:
     iou_threshold: float = 0.8  # realistic: IoU >= 0.8, <= 20% misplaced grey (neighbours: 0.857)
 
 
+@dataclass(frozen=True)
+class PolyMNISTConfig:
+    """PolyMNIST data: the real dataset under the data root when present, else the stand-in."""
+
+    n_train: int = 54_000  # paper: 60k training images split 90/10 (seeded) into train/val
+    n_val: int = 6_000  # validation tuples (best-epoch selection)
+    n_test: int = 10_000  # test tuples (coherence and FID)
+    translated: bool = False  # Fig. 4: plain PolyMNIST
+
+
+@dataclass(frozen=True)
+class CoherenceFIDConfig:
+    """Fig. 4, ``jnf_coherence_fid``: coherence by number of inputs and coherence vs FID."""
+
+    name: str = "jnf_coherence_fid"  # figure name
+    profile: str = "full"  # preset this config came from
+    seed: int = 0  # first seed (paper: seeds 0-3, one point per model and seed)
+    n_seeds: int = 4  # seeds seed, seed + 1, ..., seed + n_seeds - 1
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    smoke: bool = False  # a few batches of every stage (repro.config.smoke), output in runs/
+    data: PolyMNISTConfig = field(default_factory=PolyMNISTConfig)
+    models: tuple[str, ...] = (
+        "JNF",
+        "JNF-DCCA",
+        "JMVAE",
+        "MoPoE",
+        "MVTCAE",
+        "MMVAE",
+        "MVAE",
+    )  # the MultiVae benchmark's models (MVAE runs failed there; ours is shown)
+    latent_dim: int = 128  # paper: JNF latent 128 (one latent for every model: inferred)
+    channels: tuple[int, ...] = (32, 64)  # conv encoder widths; decoder mirrors (inferred: the
+    # paper uses MMVAE+ ResNets, nf 64, s0 7)
+    joint_hidden: int = 512  # joint encoder (JNF, JMVAE): Linear+ReLU per modality, then 512
+    likelihood: str = "laplace"  # paper: Laplace decoders
+    scale: float = 0.75  # paper: Laplace scale 0.75
+    flow_transforms: int = 2  # MADE blocks per MAF (JNF default)
+    flow_hidden: tuple[int, ...] = (128, 128, 128)  # MADE hidden layers (JNF default)
+    dcca_dim: int = 10  # JNF-DCCA embedding (paper: 10)
+    dcca_top_k: int = 5  # correlations kept per pair (inferred: half the embedding; all -> NaN)
+    dcca_encoder_hidden: tuple[int, ...] = (512, 512)  # unimodal MLP on g_j(x_j) (inferred)
+    jmvae_alpha: float = 0.1  # paper run config: alpha 0.1
+    jmvae_warmup: int = 200  # paper run config: warm-up 200 epochs (of 500)
+    mopoe_beta: float = 2.5  # MoPoE's published beta
+    mvtcae_alpha: float = 0.1  # MVTCAE defaults
+    mvtcae_beta: float = 2.5
+    mmvae_K: int = 10  # importance samples (MultiVae benchmark: K = 10)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=500, batch_size=128, checkpoint=True)
+    )  # paper: Adam lr 1e-3, batch 128, 500 epochs
+    jnf_joint_train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=100, batch_size=128, checkpoint=True)
+    )  # JNF: warm-up 100 epochs of the joint VAE ...
+    jnf_unimodal_train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=400, batch_size=128, checkpoint=True)
+    )  # ... then the unimodal flows for the rest of the 500
+    dcca_train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=100, batch_size=800, lr=1e-4, optimizer="rmsprop", checkpoint=True
+        )
+    )  # JNF-DCCA: 100 DCCA epochs; paper-era DCCA lr 1e-4, batch 500-800
+    dcca_joint_train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=100, batch_size=128, checkpoint=True)
+    )  # JNF-DCCA: then 100 joint epochs ...
+    dcca_unimodal_train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=100, batch_size=128, checkpoint=True)
+    )  # ... and 100 posterior epochs
+    classifier_epochs: int = 30  # per-modality digit classifiers (trained when clf/ is absent)
+    classifier_n_train: int = 60_000  # their training tuples (the real training set's size)
+    hmc: tuple[tuple[str, float], ...] = ()  # HMC overrides for subset posteriors (empty: the
+    # recommended settings of repro.samplers)
+    n_joint: int = 10_000  # prior samples for joint coherence (paper: 10,000)
+    n_fid: int = 10_000  # generated images per FID (paper: one per test point)
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The seeds of the run."""
+        return tuple(range(self.seed, self.seed + self.n_seeds))
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     "toy_posteriors": {
         "full": ToyPosteriorsConfig(),
@@ -87,6 +175,34 @@ PRESETS: dict[str, dict[str, Any]] = {
                 epochs=5, batch_size=800, optimizer="rmsprop", weight_decay=1e-5
             ),
             grid_points=121,
+        ),
+    },
+    "coherence_fid": {
+        "full": CoherenceFIDConfig(),
+        "quick": CoherenceFIDConfig(
+            profile="quick",
+            n_seeds=1,
+            device="cpu",
+            threads=1,
+            data=PolyMNISTConfig(n_train=2_000, n_val=300, n_test=500),
+            latent_dim=16,
+            channels=(16, 32),
+            joint_hidden=128,
+            flow_hidden=(64, 64),
+            dcca_encoder_hidden=(64,),
+            jmvae_warmup=3,
+            mmvae_K=1,
+            train=TrainConfig(epochs=8, batch_size=128),
+            jnf_joint_train=TrainConfig(epochs=5, batch_size=128),
+            jnf_unimodal_train=TrainConfig(epochs=4, batch_size=128),
+            dcca_train=TrainConfig(epochs=3, batch_size=500, lr=1e-3, optimizer="rmsprop"),
+            dcca_joint_train=TrainConfig(epochs=5, batch_size=128),
+            dcca_unimodal_train=TrainConfig(epochs=4, batch_size=128),
+            classifier_epochs=10,
+            classifier_n_train=10_000,
+            hmc=(("n_steps", 10), ("adapt_steps", 10), ("n_leapfrog", 5)),
+            n_joint=500,
+            n_fid=500,
         ),
     },
 }

@@ -19,7 +19,7 @@ from repro.data.toy_square import MODALITIES, ToyPairs, fit_shapes, make_pairs
 from repro.distributions import rsample
 from repro.flows import FlowPosterior
 from repro.losses import canonical_correlations
-from repro.metrics.coherence import coherence
+from repro.metrics.coherence import coherence, within_noise
 from repro.models.decoders import MLPDecoder
 from repro.models.encoders import JointMLPEncoder, MLPEncoder, ProjectedEncoder, mlp
 from repro.models.jnf import JNF
@@ -323,19 +323,3 @@ def summary(result: ToyResult) -> str:
 
 
 PROPORTIONS = ("class_coherence", "unrealistic_rate")  # shares of the n test pairs
-
-
-def within_noise(p1: float, p2: float, n: int, z: float = 2.0) -> bool:
-    """Whether two shares measured on ``n`` samples differ by less than ``z`` standard errors.
-
-    Args:
-        p1: first share, in ``[0, 1]``.
-        p2: second share.
-        n: samples behind each share.
-        z: number of standard errors (2: about 95 %).
-
-    Returns:
-        ``|p1 - p2| < z * sqrt(p1 (1 - p1) / n + p2 (1 - p2) / n)``.
-    """
-    se = ((p1 * (1 - p1) + p2 * (1 - p2)) / max(n, 1)) ** 0.5
-    return abs(p1 - p2) < z * se

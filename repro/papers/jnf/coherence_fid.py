@@ -1,0 +1,428 @@
+"""Fig. 4, ``jnf_coherence_fid``: coherence by number of inputs, and coherence against FID.
+
+Reproduces the setting of Fig. 4 of Senellart & Allassonniere (arXiv 2502.03952) on PolyMNIST
+(the real dataset under the data root when present, else the embedded stand-in of
+:mod:`repro.data.polymnist`): JNF, JNF-DCCA, JMVAE, MoPoE, MVTCAE, MMVAE and MVAE, each trained
+per seed on the same data with the same encoder/decoder architecture, then evaluated by
+
+* conditional coherence: for every subset ``S`` of 1-4 modalities and every target outside it,
+  one conditional sample per test tuple, classified by the target's digit classifier, balanced
+  accuracy, averaged by ``|S|`` (:func:`repro.metrics.coherence.conditional_coherence`);
+* joint coherence: the share of prior samples whose five modalities get the same digit;
+* FID of ``m0`` generated from each single other modality (or the labelled FD proxy when the
+  Inception weights are absent, :func:`repro.metrics.fid.fd_metric`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from repro.config import SMOKE_SIZE, TrainConfig
+from repro.data.polymnist import MODALITIES, MultimodalImages, polymnist
+from repro.flows import FlowPosterior
+from repro.metrics.classifiers import accuracy, load_pretrained, train_classifiers
+from repro.metrics.coherence import conditional_coherence, joint_coherence, within_noise
+from repro.metrics.fid import fd_metric
+from repro.models import CRMVAE, JMVAE, JNF, MMVAE, MVAE, MVTCAE, MoPoE, MultimodalVAE
+from repro.models.decoders import ConvDecoder
+from repro.models.encoders import ConvEncoder, JointMLPEncoder, MLPEncoder, ProjectedEncoder
+from repro.papers.jnf.settings import CoherenceFIDConfig
+from repro.paths import data_root
+from repro.runtime import (
+    checkpoint_path,
+    default_dtype,
+    resolve_device,
+    seed_everything,
+    set_threads,
+)
+from repro.train import History, fit_stages
+
+__all__ = [
+    "MODEL_NAMES",
+    "CoherenceFIDResult",
+    "build_model",
+    "stage_configs",
+    "run",
+    "check_predictions",
+    "at_chance",
+    "short_source",
+    "summary",
+]
+
+MODEL_NAMES = ("JNF", "JNF-DCCA", "JMVAE", "MoPoE", "MVTCAE", "MMVAE", "MVAE", "CRMVAE")
+SHAPE = (3, 28, 28)
+FD_TARGET = "m0"  # Fig. 4's FID: m0 generated from the other modalities
+DATA_SEED = 0  # one dataset (and split) for every model seed
+SMOKE_HMC = {"n_steps": 2, "adapt_steps": 2, "n_leapfrog": 2}  # a smoke run only runs the path
+
+
+@dataclass
+class CoherenceFIDResult:
+    """Everything the figure and the summary need.
+
+    Attributes:
+        cfg: the config that produced it.
+        metrics: per model, means over seeds: ``coherence_<k>_inputs`` (k = 1..4),
+            ``joint_coherence`` and the FD value under ``fd_key``.
+        details: per model and seed, the same numbers plus training samples/s; classifier
+            accuracies; the data source; the FD label.
+        per_seed: per model, per seed, ``{"by_size": {k: coherence}, "joint": ..., "fd": ...}``.
+        fd_label: axis label of the FD (``"FID (Inception pool3)"`` or the proxy's label).
+        fd_key: the sidecar key of the FD.
+        source: which data was used.
+        histories: per ``"<model>/<seed>/<stage>"``, the training history.
+        seconds: wall time of this call.
+    """
+
+    cfg: CoherenceFIDConfig
+    metrics: dict[str, dict[str, float]]
+    details: dict[str, object]
+    per_seed: dict[str, dict[int, dict]]
+    fd_label: str
+    fd_key: str
+    source: str
+    histories: dict[str, History] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _networks(cfg: CoherenceFIDConfig) -> tuple[dict[str, nn.Module], dict[str, nn.Module]]:
+    d = cfg.latent_dim
+    encoders = {m: ConvEncoder(SHAPE[0], SHAPE[1], d, channels=cfg.channels) for m in MODALITIES}
+    decoders = {
+        m: ConvDecoder(
+            d,
+            SHAPE[0],
+            SHAPE[1],
+            channels=tuple(reversed(cfg.channels)),
+            kind=cfg.likelihood,
+            scale=cfg.scale,
+        )  # fmt: skip
+        for m in MODALITIES
+    }
+    return encoders, decoders
+
+
+def _projector(cfg: CoherenceFIDConfig) -> nn.Module:
+    """DCCA projector ``g_j``: the conv encoder's body, then a linear map to the embedding."""
+    conv = ConvEncoder(SHAPE[0], SHAPE[1], cfg.dcca_dim, channels=cfg.channels)
+    return nn.Sequential(conv.body, nn.Linear(conv.head.loc.in_features, cfg.dcca_dim))
+
+
+def build_model(name: str, cfg: CoherenceFIDConfig) -> MultimodalVAE:
+    """One model of the figure with the shared architecture (fresh weights).
+
+    Args:
+        name: one of :data:`MODEL_NAMES`.
+        cfg: the experiment config.
+
+    Returns:
+        The model (on the CPU).
+
+    Raises:
+        ValueError: for an unknown model name.
+    """
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; choose from {MODEL_NAMES}")
+    d = cfg.latent_dim
+    encoders, decoders = _networks(cfg)
+    hmc = dict(cfg.hmc) or None
+    if name in ("JNF", "JNF-DCCA", "JMVAE"):
+        joint = JointMLPEncoder(
+            {m: SHAPE for m in MODALITIES}, d, hidden=cfg.joint_hidden,
+            joint_hidden=(cfg.joint_hidden,),
+        )  # fmt: skip
+        if name == "JMVAE":
+            return JMVAE(
+                joint, encoders, decoders, d, alpha=cfg.jmvae_alpha, warmup=cfg.jmvae_warmup,
+                hmc_kwargs=hmc,
+            )  # fmt: skip
+
+        def flow(encoder: nn.Module) -> FlowPosterior:
+            return FlowPosterior(encoder, d, transforms=cfg.flow_transforms, hidden=cfg.flow_hidden)
+
+        if name == "JNF":
+            return JNF(
+                joint, {m: flow(e) for m, e in encoders.items()}, decoders, d, hmc_kwargs=hmc
+            )
+        projectors = {m: _projector(cfg) for m in MODALITIES}
+        posteriors = {
+            m: flow(
+                ProjectedEncoder(
+                    projectors[m], MLPEncoder((cfg.dcca_dim,), cfg.dcca_encoder_hidden, d)
+                )
+            )
+            for m in MODALITIES
+        }
+        return JNF(
+            joint, posteriors, decoders, d, projectors=projectors, dcca_top_k=cfg.dcca_top_k,
+            hmc_kwargs=hmc,
+        )  # fmt: skip
+    if name == "MoPoE":  # one subset per sample, as the official sampler (31 subsets here)
+        return MoPoE(encoders, decoders, d, beta=cfg.mopoe_beta, stratified="chunks")
+    if name == "MVTCAE":
+        return MVTCAE(encoders, decoders, d, alpha=cfg.mvtcae_alpha, beta=cfg.mvtcae_beta)
+    if name == "CRMVAE":
+        return CRMVAE(encoders, decoders, d)
+    if name == "MMVAE":
+        return MMVAE(encoders, decoders, d, K=cfg.mmvae_K)
+    return MVAE(encoders, decoders, d)
+
+
+def stage_configs(
+    name: str, model: MultimodalVAE, cfg: CoherenceFIDConfig
+) -> dict[str, TrainConfig]:
+    """The training config of every stage of ``model``.
+
+    Args:
+        name: the model's name in :data:`MODEL_NAMES`.
+        model: the model.
+        cfg: the experiment config.
+
+    Returns:
+        ``{stage: TrainConfig}`` for every stage of the model.
+    """
+    if name == "JNF":
+        return {"joint": cfg.jnf_joint_train, "unimodal": cfg.jnf_unimodal_train}
+    if name == "JNF-DCCA":
+        return {
+            "projectors": cfg.dcca_train,
+            "joint": cfg.dcca_joint_train,
+            "unimodal": cfg.dcca_unimodal_train,
+        }
+    return {stage: cfg.train for stage in model.stages}
+
+
+def _data(cfg: CoherenceFIDConfig) -> tuple[MultimodalImages, MultimodalImages, MultimodalImages]:
+    c = cfg.data
+    g = torch.Generator().manual_seed(DATA_SEED)
+    pool = polymnist("train", n=c.n_train + c.n_val, generator=g, translated=c.translated)
+    order = torch.randperm(len(pool), generator=g)
+    n_val = min(c.n_val, max(len(pool) // 10, 1))
+    n_train = min(c.n_train, len(pool) - n_val)
+    train, val = pool.subset(order[:n_train]), pool.subset(order[n_train : n_train + n_val])
+    test = polymnist("test", n=c.n_test, generator=g, translated=c.translated)
+    if len(test) > c.n_test:
+        test = test.subset(torch.arange(c.n_test))
+    return train, val, test
+
+
+def _classifiers(cfg: CoherenceFIDConfig) -> tuple[dict, str]:
+    folder = data_root() / ("TranslatedPolyMNIST" if cfg.data.translated else "PolyMNIST") / "clf"
+    pretrained = load_pretrained(folder, MODALITIES) if folder.is_dir() else None
+    if pretrained is not None:
+        return pretrained, f"pretrained ({folder})"
+    epochs = cfg.classifier_epochs if not cfg.smoke else 1
+    n = min(cfg.classifier_n_train, SMOKE_SIZE) if cfg.smoke else cfg.classifier_n_train
+    data = polymnist(
+        "train", n=n, generator=torch.Generator().manual_seed(DATA_SEED + 1),
+        translated=cfg.data.translated,
+    )  # fmt: skip
+    clfs = train_classifiers(
+        data.x, data.label, epochs=epochs, generator=torch.Generator().manual_seed(DATA_SEED),
+        data_key=f"{data.source}|{len(data)}|{DATA_SEED + 1}",
+    )  # fmt: skip
+    return clfs, f"trained here on {len(data)} training tuples ({epochs} epochs)"
+
+
+@torch.no_grad()
+def _fd_one_input(model: MultimodalVAE, test: MultimodalImages, metric, n: int, seed: int) -> float:
+    """FD of ``m0`` generated from each single other modality, averaged."""
+    x = {m: v[:n] for m, v in test.x.items()}
+    real = metric.statistics(x[FD_TARGET])  # once for the four sources
+    values = []
+    for j, source in enumerate(m for m in MODALITIES if m != FD_TARGET):
+        g = torch.Generator().manual_seed(seed * 100 + j)
+        generated = model.generate({source: x[source]}, [source], n=1, generator=g)[FD_TARGET][0]
+        values.append(metric.distance(real, generated.clamp(0, 1)))
+    return sum(values) / len(values)
+
+
+def run(cfg: CoherenceFIDConfig) -> CoherenceFIDResult:
+    """Train every model for every seed, evaluate coherence and FID, collect the figure's data.
+
+    Args:
+        cfg: the experiment config (``repro.papers.jnf.settings.get("coherence_fid", ...)``).
+
+    Returns:
+        A :class:`CoherenceFIDResult`.
+    """
+    with default_dtype(torch.float32):
+        return _run(cfg)
+
+
+def _run(cfg: CoherenceFIDConfig) -> CoherenceFIDResult:
+    tic = time.perf_counter()
+    set_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    seeds = cfg.seeds[:1] if cfg.smoke else cfg.seeds
+    n_joint = min(cfg.n_joint, SMOKE_SIZE) if cfg.smoke else cfg.n_joint
+    seed_everything(DATA_SEED)
+    train, val, test = _data(cfg)
+    classifiers, clf_source = _classifiers(cfg)
+    classifiers = {m: c.to(device) for m, c in classifiers.items()}
+    clf_accuracy = accuracy(classifiers, {m: v.to(device) for m, v in test.x.items()}, test.label)
+    metric = fd_metric(classifiers, FD_TARGET, dataset="PolyMNIST")
+    test_dev = MultimodalImages(
+        {m: v.to(device) for m, v in test.x.items()}, test.label, test.source
+    )
+    per_seed: dict[str, dict[int, dict]] = {}
+    histories: dict[str, History] = {}
+    for name in cfg.models:
+        per_seed[name] = {}
+        for seed in seeds:
+            generator = seed_everything(seed)
+            model = build_model(name, cfg).to(device)
+            stages = stage_configs(name, model, cfg)
+            hist = fit_stages(
+                model, train.x, stages, val.x, generator,
+                checkpoints={s: checkpoint_path(cfg, f"{name}_seed{seed}_{s}") for s in stages},
+                descs={s: f"{name} seed {seed}: {s}" for s in stages},
+            )  # fmt: skip
+            histories.update({f"{name}/{seed}/{s}": h for s, h in hist.items()})
+            model.eval()
+            sampler = (SMOKE_HMC if cfg.smoke else dict(cfg.hmc)) if isinstance(model, JNF) else {}
+            coh = conditional_coherence(
+                model, test_dev.x, test_dev.label, classifiers,
+                torch.Generator().manual_seed(seed + 1), **sampler,
+            )  # fmt: skip
+            joint = joint_coherence(
+                model, classifiers, n_joint, torch.Generator().manual_seed(seed + 2)
+            )
+            fd = _fd_one_input(model, test_dev, metric, min(cfg.n_fid, len(test)), seed)
+            per_seed[name][seed] = {
+                "by_size": {int(k): float(v) for k, v in coh.by_size.items()},
+                "joint": float(joint),
+                "fd": float(fd),
+                "train_samples_per_second": {s: h.samples_per_second for s, h in hist.items()},
+            }
+    metrics = {name: _mean_over_seeds(per_seed[name], metric.key) for name in cfg.models}
+    details = {
+        "per_seed": per_seed,
+        "classifier_accuracy": clf_accuracy,
+        "classifiers": clf_source,
+        "data_source": train.source,
+        "test_source": test.source,
+        "fd_label": metric.label,
+        "paper_predictions": check_predictions(metrics, metric.key, len(test)),
+    }
+    return CoherenceFIDResult(
+        cfg=cfg,
+        metrics=metrics,
+        details=details,
+        per_seed=per_seed,
+        fd_label=metric.label,
+        fd_key=metric.key,
+        source=train.source,
+        histories=histories,
+        seconds=time.perf_counter() - tic,
+    )
+
+
+def _mean_over_seeds(runs: Mapping[int, dict], fd_key: str) -> dict[str, float]:
+    sizes = sorted({k for r in runs.values() for k in r["by_size"]})
+    out = {
+        f"coherence_{k}_inputs": sum(r["by_size"][k] for r in runs.values()) / len(runs)
+        for k in sizes
+    }
+    out["joint_coherence"] = sum(r["joint"] for r in runs.values()) / len(runs)
+    out[fd_key] = sum(r["fd"] for r in runs.values()) / len(runs)
+    return out
+
+
+FLAT = 0.05  # "flat": coherence varies by less than this over the number of inputs
+
+
+CHANCE = 0.1  # ten digit classes
+
+
+def at_chance(metrics: Mapping[str, Mapping[str, float]], n_test: int) -> bool:
+    """Whether every model's one-input coherence is within 2 standard errors of chance (0.1)."""
+    return all(within_noise(v["coherence_1_inputs"], CHANCE, n_test) for v in metrics.values())
+
+
+def check_predictions(
+    metrics: Mapping[str, Mapping[str, float]], fd_key: str, n_test: int
+) -> dict[str, str]:
+    """The MultiVae benchmark's ordering (jnf.md §5), checked in our numbers.
+
+    ``JNF-DCCA > JNF > JMVAE ~ MoPoE > MVTCAE`` at one input, MMVAE flat over the number of
+    inputs (range below :data:`FLAT`), and MMVAE with the worst FD. A strict comparison whose
+    difference is within 2 standard errors of a share of ``n_test`` test tuples is a ``"tie"``;
+    when every model is at chance level nothing is testable. Comparisons whose models were not
+    run are left out.
+
+    Args:
+        metrics: ``CoherenceFIDResult.metrics``.
+        fd_key: the FD's key in ``metrics``.
+        n_test: test tuples behind each coherence.
+
+    Returns:
+        ``{claim: verdict}``, verdicts ``"holds"``, ``"does NOT hold"``, ``"tie"`` or
+        ``"not testable (every model at chance level)"``.
+    """
+    one = {m: v["coherence_1_inputs"] for m, v in metrics.items() if "coherence_1_inputs" in v}
+    chance = at_chance(metrics, n_test)
+    out: dict[str, str] = {}
+
+    def verdict(holds: bool, tie: bool = False) -> str:
+        if chance:
+            return "not testable (every model at chance level)"
+        return "tie" if tie else ("holds" if holds else "does NOT hold")
+
+    for a, b in (("JNF-DCCA", "JNF"), ("JNF", "JMVAE"), ("MoPoE", "MVTCAE")):
+        if a in one and b in one:
+            out[f"{a} > {b} at one input"] = verdict(
+                one[a] > one[b], within_noise(one[a], one[b], n_test)
+            )
+    if "JMVAE" in one and "MoPoE" in one:
+        out["JMVAE ~ MoPoE at one input"] = verdict(
+            within_noise(one["JMVAE"], one["MoPoE"], n_test)
+        )
+    if "MMVAE" in metrics:
+        by_size = [v for k, v in metrics["MMVAE"].items() if k.startswith("coherence_")]
+        out["MMVAE flat over the number of inputs"] = verdict(max(by_size) - min(by_size) < FLAT)
+        fds = {m: v[fd_key] for m, v in metrics.items()}
+        out["MMVAE has the worst FD"] = verdict(max(fds, key=fds.get) == "MMVAE")
+    return out
+
+
+def short_source(source: str) -> str:
+    """The data source in a few words (the sidecar keeps the whole description)."""
+    return source.split(":")[0] if source.startswith("embedded stand-in") else source
+
+
+def summary(result: CoherenceFIDResult) -> str:
+    """The notebook's printed summary: rounded coherences and FD, and the benchmark's ordering.
+
+    Args:
+        result: the experiment result.
+
+    Returns:
+        A small text table (2 decimals for coherences, 1 for the FD).
+    """
+    sizes = sorted(
+        int(k.split("_")[1]) for k in next(iter(result.metrics.values())) if k.endswith("_inputs")
+    )
+    head = f"{'model':9s}" + "".join(f"{f'coh {k}in':>9s}" for k in sizes)
+    lines = [
+        f"data: {short_source(result.source)}",
+        f"FD: {result.fd_label}",
+        head + f"{'joint':>8s}{'FD':>9s}",
+    ]
+    for name, m in result.metrics.items():
+        cells = "".join(f"{m[f'coherence_{k}_inputs']:9.2f}" for k in sizes)
+        lines.append(f"{name:9s}{cells}{m['joint_coherence']:8.2f}{m[result.fd_key]:9.1f}")
+    if at_chance(result.metrics, result.cfg.data.n_test):
+        lines.append(
+            "every model's coherence is at chance level (0.1): at this scale no model has learned "
+            "the digit, so the ordering is not tested (the full profile tests it)"
+        )
+    lines.append("MultiVae benchmark's ordering (jnf.md §5):")
+    for claim, verdict in result.details["paper_predictions"].items():
+        lines.append(f"  {claim}: {verdict}")
+    return "\n".join(lines)

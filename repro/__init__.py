@@ -1,7 +1,7 @@
 """repro: notebook-first reproductions of multimodal VAE papers.
 
 Importing the package is cheap on purpose; import the submodules you need
-(``repro.config``, ``repro.experiments``, ``repro.plotting``, ...).
+(``repro.models``, ``repro.train``, ``repro.papers.jnf``, ...).
 """
 
 __version__ = "0.1.0"

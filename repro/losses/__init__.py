@@ -9,7 +9,8 @@ arguments instead of drawing them, so every objective can be checked against a c
 * :mod:`repro.losses.bounds`: log-likelihood, KL, ELBO, importance weights, IWAE;
 * :mod:`repro.losses.aggregate`: aggregated posteriors (MVAE, MMVAE, MoPoE, AVG);
 * :mod:`repro.losses.coordination`: coordination-based models (JMVAE-KL, MVTCAE, CRMVAE, TELBO);
-* :mod:`repro.losses.jnf`: JNF stage 2, subset densities, DCCA.
+* :mod:`repro.losses.jnf`: JNF stage 2, subset densities, DCCA;
+* :mod:`repro.losses.mmvm`: the MMVM mixture-prior regulariser (pairwise bound or exact by MC).
 """
 
 from repro.losses.aggregate import (
@@ -23,6 +24,7 @@ from repro.losses.aggregate import (
 from repro.losses.bounds import elbo, iwae, kl, log_importance_weights, log_likelihood
 from repro.losses.coordination import conditional_elbo, crmvae, jmvae_kl, mvtcae, telbo
 from repro.losses.jnf import canonical_correlations, dcca, jnf_ljm, subset_log_density
+from repro.losses.mmvm import mixture_prior_kl, mmvm_objective
 
 __all__ = [
     "log_likelihood",
@@ -45,4 +47,6 @@ __all__ = [
     "subset_log_density",
     "canonical_correlations",
     "dcca",
+    "mixture_prior_kl",
+    "mmvm_objective",
 ]

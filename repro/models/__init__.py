@@ -11,6 +11,7 @@ from repro.models.jmvae import JMVAE
 from repro.models.jnf import JNF
 from repro.models.joint import JointVAE
 from repro.models.mmvae import MMVAE
+from repro.models.mmvm import MMVMVAE
 from repro.models.mopoe import MoPoE
 from repro.models.mvae import MVAE
 from repro.models.mvtcae import MVTCAE
@@ -29,8 +30,10 @@ __all__ = [
     "AVG",
     "MVTCAE",
     "CRMVAE",
+    "MMVMVAE",
 ]
 
 MODELS: dict[str, type[MultimodalVAE]] = {
-    cls.__name__: cls for cls in (JointVAE, JNF, JMVAE, MVAE, MMVAE, MoPoE, AVG, MVTCAE, CRMVAE)
+    cls.__name__: cls
+    for cls in (JointVAE, JNF, JMVAE, MVAE, MMVAE, MoPoE, AVG, MVTCAE, CRMVAE, MMVMVAE)
 }

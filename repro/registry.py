@@ -41,5 +41,12 @@ FIGURES: dict[str, Figure] = {
             "of inputs and coherence vs FID on PolyMNIST",
             notebook="jnf_coherence_fid.ipynb",
         ),
+        Figure(
+            name="mmvm_latents",
+            paper="mmvm",
+            reproduces="Sutter et al. (arXiv 2403.05300), Fig. 4: 2-D latents of five rats "
+            "coloured by odor, independent / AVG / MoPoE / MMVM",
+            notebook="mmvm_latents.ipynb",
+        ),
     )
 }

@@ -233,8 +233,8 @@ def test_classifier_cache_hits_misses_and_survives_corruption(tiny, tmp_path, mo
     assert len(files) == 1
 
     trained = []
-    real = classifiers_module._train_one
-    monkeypatch.setattr(classifiers_module, "_train_one", lambda *a: trained.append(1) or real(*a))
+    real = classifiers_module._fit_one
+    monkeypatch.setattr(classifiers_module, "_fit_one", lambda *a: trained.append(1) or real(*a))
     hit = train_classifiers(x, y, epochs=1, batch_size=16)
     assert trained == [] and _same(first, hit) and not hit["a"].training
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from repro.io import atomic_torch_save
 from repro.paths import cache_dir
 
 __all__ = [
+    "fit_classifiers",
     "DigitClassifier",
     "PRETRAINED_NAME",
     "accuracy",
@@ -232,11 +233,12 @@ def _cache_key(
     data_key: str | None,
     hyper: Mapping[str, Any],
     generator_state: Tensor,
+    code: Sequence[Any] = (),
 ) -> str:
     h = hashlib.sha256()
     h.update(f"format={_CACHE_FORMAT}".encode())
-    for code in _HASHED_CODE:
-        h.update(inspect.getsource(code).encode())
+    for obj in (*code, _TRAINING_LOOP):  # the classifier's and the training loop's source
+        h.update(inspect.getsource(obj).encode())
     h.update(repr(sorted(hyper.items())).encode())
     _update_tensor(h, "generator", generator_state)
     if data_key is not None:
@@ -249,21 +251,21 @@ def _cache_key(
     return h.hexdigest()[:20]
 
 
-def _train_one(
+def _fit_one(
+    build: Callable[[], nn.Module],
     x: Tensor,
     y: Tensor,
     seed: int,
     epochs: int,
     batch_size: int,
     lr: float,
-    n_classes: int,
-) -> DigitClassifier:
+) -> nn.Module:
     """Train one classifier with Adam and cross-entropy, all randomness drawn from ``seed``."""
     device = x.device
     cuda = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)  # initialisation and dropout
-        clf = DigitClassifier(x.shape[1], x.shape[-1], n_classes).float().to(device)
+        clf = build().float().to(device)
         shuffle = torch.Generator().manual_seed(seed)
         optimizer = torch.optim.Adam(clf.parameters(), lr=lr)
         clf.train()
@@ -279,30 +281,86 @@ def _train_one(
     return clf.eval()
 
 
-_HASHED_CODE = (DigitClassifier, _train_one)  # their source enters the cache key
+_TRAINING_LOOP = _fit_one  # its source enters the cache key
 
 
 def _load_cached(
-    path: Path, train_x: Mapping[str, Tensor], n_classes: int, key: str
-) -> dict[str, DigitClassifier] | None:
+    path: Path, builders: Mapping[str, Callable[[], nn.Module]], devices: Mapping, key: str
+) -> dict[str, nn.Module] | None:
     """The cached classifiers, or ``None`` (with a warning) when the file is unusable."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        if saved.get("key") != key or sorted(saved["state_dicts"]) != sorted(train_x):
+        if saved.get("key") != key or sorted(saved["state_dicts"]) != sorted(builders):
             raise ValueError("cache key or modalities do not match")
         out = {}
-        for m, v in train_x.items():
-            clf = DigitClassifier(v.shape[1], v.shape[-1], n_classes).float()
+        for m, build in builders.items():
+            clf = build().float()
             clf.load_state_dict(saved["state_dicts"][m])
-            out[m] = clf.to(v.device).eval()
+            out[m] = clf.to(devices[m]).eval()
         return out
     except Exception as err:  # any unusable file is retrained, never trusted
         warnings.warn(
             f"classifier cache {path} is unreadable or does not match ({err!r}); retraining",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         return None
+
+
+def fit_classifiers(
+    x: Mapping[str, Tensor],
+    y: Tensor,
+    builders: Mapping[str, Callable[[], nn.Module]],
+    hyper: Mapping[str, Any],
+    generator: torch.Generator | None = None,
+    cache: bool = True,
+    data_key: str | None = None,
+    code: Sequence[Any] = (),
+    prefix: str = "",
+) -> dict[str, nn.Module]:
+    """Train one classifier per modality (Adam, cross-entropy), reproducibly and with a cache.
+
+    The per-modality seeds are drawn from ``generator`` (a fixed seed 0 when ``None``);
+    initialisation and dropout run inside a forked global RNG, which is left untouched.
+    Results are cached under ``cache_dir()/classifiers/<prefix><hash>.pt``, the hash covering
+    the data (or ``data_key``), ``hyper``, the generator's state and the source of ``code``
+    and of the training loop; an unusable cache file is retrained with a warning.
+
+    Args:
+        x: ``{m: (N, ...)}`` training inputs (validated by the caller).
+        y: ``(N,)`` long classes.
+        builders: ``{m: () -> fresh classifier}``.
+        hyper: ``epochs``, ``batch_size``, ``lr`` and anything else that defines the result.
+        generator: source of the seeds (advanced by one draw).
+        cache: read and write the cache file.
+        data_key: a name standing for the data in the cache key (skips hashing the tensors).
+        code: classes or functions whose source enters the cache key.
+        prefix: file-name prefix of the cache.
+
+    Returns:
+        ``{m: classifier}`` in eval mode, on the data's device.
+    """
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    state = generator.get_state()
+    modalities = sorted(x)
+    seeds = torch.randint(0, 2**62, (len(modalities),), generator=generator).tolist()
+    key = _cache_key(x, y, data_key, hyper, state, code)
+    path = cache_dir() / "classifiers" / f"{prefix}{key}.pt"
+    ordered = {m: builders[m] for m in modalities}
+    if cache and path.exists():
+        cached = _load_cached(path, ordered, {m: x[m].device for m in modalities}, key)
+        if cached is not None:
+            return cached
+    epochs, batch_size, lr = hyper["epochs"], hyper["batch_size"], hyper["lr"]
+    out = {
+        m: _fit_one(builders[m], x[m], y.to(x[m].device), seed, epochs, batch_size, lr)
+        for m, seed in zip(modalities, seeds, strict=True)
+    }
+    if cache:
+        state_dicts = {m: {k: v.cpu() for k, v in c.state_dict().items()} for m, c in out.items()}
+        atomic_torch_save({"key": key, "hyper": dict(hyper), "state_dicts": state_dicts}, path)
+    return out
 
 
 def train_classifiers(
@@ -360,28 +418,14 @@ def train_classifiers(
     n_classes = max(int(y.max()) + 1, 2)
     if int(y.min()) < 0:
         raise ValueError(f"train_y must hold classes 0..K-1, got a minimum of {int(y.min())}")
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
-    state = generator.get_state()
-    modalities = sorted(train_x)
-    seeds = torch.randint(0, 2**62, (len(modalities),), generator=generator).tolist()
     hyper = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "n_classes": n_classes}
-    key = _cache_key(train_x, y, data_key, hyper, state)
-    path = cache_dir() / "classifiers" / f"{key}.pt"
-
-    if cache and path.exists():
-        cached = _load_cached(path, {m: train_x[m] for m in modalities}, n_classes, key)
-        if cached is not None:
-            return cached
-
-    out = {
-        m: _train_one(train_x[m], y.to(train_x[m].device), seed, epochs, batch_size, lr, n_classes)
-        for m, seed in zip(modalities, seeds, strict=True)
+    builders = {
+        m: (lambda v=v: DigitClassifier(v.shape[1], v.shape[-1], n_classes))
+        for m, v in train_x.items()
     }
-    if cache:
-        state_dicts = {m: {k: v.cpu() for k, v in c.state_dict().items()} for m, c in out.items()}
-        atomic_torch_save({"key": key, "hyper": hyper, "state_dicts": state_dicts}, path)
-    return out
+    return fit_classifiers(
+        train_x, y, builders, hyper, generator, cache, data_key, code=(DigitClassifier,)
+    )
 
 
 def load_pretrained(

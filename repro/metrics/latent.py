@@ -9,23 +9,16 @@ that :func:`cross_coherence` applies to conditionally generated data.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import math
-import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from repro.io import atomic_torch_save
-from repro.metrics.classifiers import _cache_key, evaluating, predict
+from repro.metrics.classifiers import evaluating, fit_classifiers, predict
 from repro.metrics.coherence import _model_device, coherence
-from repro.paths import cache_dir
 
 __all__ = [
     "MLPClassifier",
@@ -231,65 +224,6 @@ class MLPClassifier(nn.Module):
         return self.net(x.to(self.net[1].weight.dtype))
 
 
-def _train_mlp(
-    x: Tensor,
-    y: Tensor,
-    seed: int,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    n_classes: int,
-    hidden: Sequence[int],
-) -> MLPClassifier:
-    """Train one MLP with Adam and cross-entropy, all randomness drawn from ``seed``."""
-    device = x.device
-    cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)  # initialisation
-        clf = MLPClassifier(math.prod(x.shape[1:]), n_classes, hidden).float().to(device)
-        shuffle = torch.Generator().manual_seed(seed)
-        optimizer = torch.optim.Adam(clf.parameters(), lr=lr)
-        clf.train()
-        with torch.enable_grad():
-            for _ in range(epochs):
-                order = torch.randperm(len(x), generator=shuffle).to(device)
-                for i in range(0, len(x), batch_size):
-                    index = order[i : i + batch_size]
-                    loss = F.cross_entropy(clf(x[index]), y[index])
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-    return clf.eval()
-
-
-def _code_hash() -> str:
-    source = inspect.getsource(MLPClassifier) + inspect.getsource(_train_mlp)
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
-
-
-def _load_cached(
-    path: Path, x: Mapping[str, Tensor], n_classes: int, hidden: Sequence[int], key: str
-) -> dict[str, MLPClassifier] | None:
-    """The cached classifiers, or ``None`` (with a warning) when the file is unusable."""
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        if saved.get("key") != key or sorted(saved["state_dicts"]) != sorted(x):
-            raise ValueError("cache key or modalities do not match")
-        out = {}
-        for m, v in x.items():
-            clf = MLPClassifier(math.prod(v.shape[1:]), n_classes, hidden).float()
-            clf.load_state_dict(saved["state_dicts"][m])
-            out[m] = clf.to(v.device).eval()
-        return out
-    except Exception as err:  # any unusable file is retrained, never trusted
-        warnings.warn(
-            f"MLP classifier cache {path} is unreadable or does not match ({err!r}); retraining",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return None
-
-
 def train_mlp_classifiers(
     x: Mapping[str, Tensor],
     y: Tensor,
@@ -342,14 +276,8 @@ def train_mlp_classifiers(
     if int(y.min()) < 0:
         raise ValueError(f"y must hold classes 0..K-1, got a minimum of {int(y.min())}")
     n_classes = max(int(y.max()) + 1, 2)
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
-    state = generator.get_state()
-    modalities = sorted(x)
-    seeds = torch.randint(0, 2**62, (len(modalities),), generator=generator).tolist()
     hyper = {
         "model": "mlp",
-        "code": _code_hash(),
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,
@@ -357,21 +285,13 @@ def train_mlp_classifiers(
         "hidden": hidden,
         "n": n,
     }
-    key = _cache_key(x, y, data_key, hyper, state)
-    path = cache_dir() / "classifiers" / f"mlp-{key}.pt"
-    ordered = {m: x[m] for m in modalities}
-    if cache and path.exists():
-        cached = _load_cached(path, ordered, n_classes, hidden, key)
-        if cached is not None:
-            return cached
-    out = {
-        m: _train_mlp(x[m], y.to(x[m].device), seed, epochs, batch_size, lr, n_classes, hidden)
-        for m, seed in zip(modalities, seeds, strict=True)
+    builders = {
+        m: (lambda v=v: MLPClassifier(math.prod(v.shape[1:]), n_classes, hidden))
+        for m, v in x.items()
     }
-    if cache:
-        state_dicts = {m: {k: v.cpu() for k, v in c.state_dict().items()} for m, c in out.items()}
-        atomic_torch_save({"key": key, "hyper": hyper, "state_dicts": state_dicts}, path)
-    return out
+    return fit_classifiers(
+        x, y, builders, hyper, generator, cache, data_key, code=(MLPClassifier,), prefix="mlp-"
+    )
 
 
 @torch.no_grad()

@@ -117,16 +117,10 @@ def _run(cfg: LatentsConfig) -> LatentsResult:
         train = train.subset(torch.randperm(len(train), generator=generator)[:SMOKE_SIZE])
         test = test.subset(torch.randperm(len(test), generator=generator)[:SMOKE_SIZE])
     dims = {r: train.x[r].shape[1] for r in RATS}
-    mlp_epochs = 1 if cfg.smoke else cfg.mlp_epochs
-    classifiers = train_mlp_classifiers(
-        train.x, train.label, epochs=mlp_epochs, hidden=cfg.mlp_hidden,
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )  # fmt: skip
-    classifiers = {r: c.to(device) for r, c in classifiers.items()}
     x_train = {r: v.to(device) for r, v in train.x.items()}
     x_test = {r: v.to(device) for r, v in test.x.items()}
     n_trials = int(torch.unique(test.trial).numel())  # independent units behind a held-out share
-    metrics, details, means, histories = {}, {}, {}, {}
+    models, histories = {}, {}
     for method in cfg.methods:
         model = build_model(method, cfg, dims).to(device)
         hist = fit_stages(
@@ -134,8 +128,18 @@ def _run(cfg: LatentsConfig) -> LatentsResult:
             checkpoints={s: checkpoint_path(cfg, f"{method}_{s}") for s in model.stages},
             descs={s: method for s in model.stages},
         )  # fmt: skip
-        histories[method] = next(iter(hist.values()))
-        model.eval()
+        models[method], histories[method] = model.eval(), next(iter(hist.values()))
+    # The classifiers are trained (or read from the cache) only after every model: CPU BLAS
+    # results can depend on the process's allocation history, and these small 2-D models
+    # amplify last-bit differences, so a cached and a fresh classifier must not precede them.
+    mlp_epochs = 1 if cfg.smoke else cfg.mlp_epochs
+    classifiers = train_mlp_classifiers(
+        train.x, train.label, epochs=mlp_epochs, hidden=cfg.mlp_hidden,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )  # fmt: skip
+    classifiers = {r: c.to(device) for r, c in classifiers.items()}
+    metrics, details, means = {}, {}, {}
+    for method, model in models.items():
         z_train, z_test = latent_means(model, x_train), latent_means(model, x_test)
         held_out = linear_probe(z_train, train.label, z_test, test.label)
         in_sample = linear_probe(z_train, train.label, z_train, train.label)

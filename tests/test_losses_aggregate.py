@@ -23,13 +23,13 @@ from repro.losses.aggregate import (
     aggregate_elbo,
     aggregate_log_weights,
     chunk_components,
-    masked_log_likelihood,
     mmvae_dreg,
     mmvae_iwae,
     mvae_elbo,
     presence,
     stratified_elbo,
 )
+from repro.losses.bounds import log_likelihood
 from tests.linear_gaussian import LinearGaussian
 
 SUBSETS = [("m0",), ("m1",), ("m2",), ("m0", "m1"), ("m0", "m2"), ("m1", "m2"), ("m0", "m1", "m2")]
@@ -136,7 +136,7 @@ def test_aggregate_elbo_is_the_elbo_of_the_aggregate(lg, x, aggregation):
     px = _decode(lg, z)
     value = aggregate_elbo(x, q, px, lg.prior(), z)
     exact = _exact_elbo(lg, x, q)
-    terms = masked_log_likelihood(px, x) - kl_divergence(q, lg.prior())
+    terms = log_likelihood(px, x) - kl_divergence(q, lg.prior())
     _mc_close(terms, exact)
     torch.testing.assert_close(value, terms.mean(0))
     assert bool((exact < lg.log_evidence(x) - 1e-3).all())  # a strict bound: q is not exact
@@ -151,7 +151,7 @@ def test_aggregate_elbo_with_a_mask_is_the_elbo_of_the_present_subset(lg, x):
     px = _decode(lg, z)
     present = presence(mask, lg.modalities)
     value = aggregate_elbo(x, q, px, lg.prior(), z, present)
-    terms = masked_log_likelihood(px, x, present) - kl_divergence(q, lg.prior())
+    terms = log_likelihood(px, x, present=present) - kl_divergence(q, lg.prior())
     torch.testing.assert_close(value, terms.mean(0))
     head = {m: v[:4] for m, v in x.items()}
     q_head = average_of_experts(experts[:2])
@@ -194,7 +194,7 @@ def test_mvae_subset_elbos_bound_their_evidences(lg, x):
         elbos[s] = aggregate_elbo(x, q, px, lg.prior(), z)
         exact[s] = _exact_elbo(lg, x, q, list(s))
         evidence[s] = lg.log_evidence(x, list(s))
-        _mc_close(masked_log_likelihood(px, x) - kl_divergence(q, lg.prior()), exact[s])
+        _mc_close(log_likelihood(px, x) - kl_divergence(q, lg.prior()), exact[s])
         assert bool((exact[s] <= evidence[s] + 1e-12).all())
     keys = list(elbos)
     total = mvae_elbo(elbos[keys[0]], [elbos[k] for k in keys[1:4]], [elbos[keys[4]]])
@@ -241,7 +241,7 @@ def test_m_elbo_style_stratified_elbo_is_the_mean_unimodal_elbo(lg, x):
     experts = _unimodal(lg, x)
     q = mixture_of_experts(experts)
     z = stratified_rsample(q, (5000,))  # (K, M, B, D)
-    log_px = masked_log_likelihood(_decode(lg, z), x)  # (K, M, B)
+    log_px = log_likelihood(_decode(lg, z), x)  # (K, M, B)
     kls = kl_divergence(q.component_distribution, lg.prior()).T  # (M, B)
     value = stratified_elbo(log_px, kls)
     exact = sum(_exact_elbo(lg, x, e) for e in experts) / 3
@@ -344,7 +344,7 @@ def test_mopoe_objective_is_the_mean_subset_elbo_and_below_the_mixture_elbo(lg, 
     experts = [lg.likelihood_expert(m, x[m]) for m in lg.modalities]
     q = mixture_of_products(experts, prior=lg.prior())
     z = stratified_rsample(q, (3000,))  # (K, 7, B, D)
-    log_px = masked_log_likelihood(_decode(lg, z), x)
+    log_px = log_likelihood(_decode(lg, z), x)
     kls = kl_divergence(q.component_distribution, lg.prior()).T  # (7, B)
     value = stratified_elbo(log_px, kls)
     exact = sum(
@@ -368,7 +368,7 @@ def test_mopoe_objective_with_a_mask_uses_complete_subsets_only(lg, x):
     q = mixture_of_products(experts, prior=lg.prior(), mask=mask)
     z = stratified_rsample(q, (3000,))
     present = presence(mask, lg.modalities)
-    log_px = masked_log_likelihood(_decode(lg, z), x, present)
+    log_px = log_likelihood(_decode(lg, z), x, present=present)
     kls = kl_divergence(q.component_distribution, lg.prior()).T
     value = stratified_elbo(log_px, kls, q.mixture_distribution.probs)
     sub = ["m1", "m2"]
@@ -423,6 +423,6 @@ def test_argument_errors():
     q = diag_gaussian(torch.zeros(4, 1), torch.ones(4, 1))
     px = {"a": q}
     with pytest.raises(ValueError, match="unknown modalities"):
-        masked_log_likelihood(px, {"a": torch.zeros(4, 1)}, {"b": torch.ones(4).bool()})
+        log_likelihood(px, {"a": torch.zeros(4, 1)}, present={"b": torch.ones(4).bool()})
     with pytest.raises(ValueError, match="no observation"):
-        masked_log_likelihood(px, {"b": torch.zeros(4, 1)})
+        log_likelihood(px, {"b": torch.zeros(4, 1)})

@@ -37,7 +37,6 @@ from repro.losses.bounds import kl, log_likelihood
 
 __all__ = [
     "presence",
-    "masked_log_likelihood",
     "aggregate_elbo",
     "mvae_elbo",
     "aggregate_log_weights",
@@ -79,31 +78,6 @@ def _check_present(present: Mapping[str, Tensor] | None, names: Sequence[str]) -
         unknown = sorted(set(present) - set(names))
         if unknown:
             raise ValueError(f"present names unknown modalities {unknown}; decoders: {names}")
-
-
-def masked_log_likelihood(
-    px_z: Mapping[str, Distribution],
-    x: Mapping[str, Tensor],
-    present: Mapping[str, Tensor] | None = None,
-    weights: Mapping[str, float] | None = None,
-) -> Tensor:
-    """``sum_m lambda_m 1[m present] log p(x_m|z)``: the reconstruction term with a mask.
-
-    Args:
-        px_z: decoders evaluated at ``z``, batch ``(..., B)``.
-        x: observations per modality, ``(B, ...)``; absent entries must be finite (never used).
-        present: optional ``{m: (B,) bool}``; a modality missing from it counts as present.
-        weights: optional likelihood rescaling ``lambda_m`` (default 1; MMVAE's
-            ``llik_scaling``).
-
-    Returns:
-        ``(..., B)`` log-likelihoods.
-
-    Raises:
-        ValueError: for a decoder without observation, or weights/present naming unknown
-            modalities.
-    """
-    return log_likelihood(px_z, x, weights, present)
 
 
 def _n_present(px_z: Mapping[str, Distribution], present: Mapping[str, Tensor] | None) -> Tensor:
@@ -156,7 +130,7 @@ def aggregate_elbo(
         baselines (AVG, PoE; code ``thomassutter/mmvmvae`` ``mv_joint_vae.py``).
     """
     _check_present(present, sorted(px_z))
-    rec = masked_log_likelihood(px_z, x, present, weights)
+    rec = log_likelihood(px_z, x, present=present, weights=weights)
     rec = rec.reshape(-1, rec.shape[-1]).mean(0)
     divergence = kl(qz_x, pz, z)
     if kl_per_modality:
@@ -227,7 +201,7 @@ def aggregate_log_weights(
         Burda, Grosse & Salakhutdinov, "Importance Weighted Autoencoders", arXiv 1509.00519
         (the weights); Shi et al., arXiv 1911.03393 (the mixture density as proposal).
     """
-    rec = masked_log_likelihood(px_z, x, present, weights)
+    rec = log_likelihood(px_z, x, present=present, weights=weights)
     return rec + pz.log_prob(z) - qz_x.log_prob(z)
 
 
@@ -388,7 +362,7 @@ def stratified_elbo(
 
     Args:
         log_px_z: ``(K, C, B)`` reconstruction log-likelihoods of all (present) modalities at
-            ``K`` samples of each component (e.g. :func:`masked_log_likelihood` at
+            ``K`` samples of each component (e.g. :func:`repro.losses.bounds.log_likelihood` at
             stratified samples).
         kl_divergence: ``(C, B)`` ``KL(q_c || p)``.
         weights: optional ``(B, C)`` mixture weights (uniform when ``None``); zero-weight

@@ -12,12 +12,12 @@ from repro.distributions import mixture_of_experts, stratified_rsample
 from repro.losses.aggregate import (
     STRATIFIED,
     aggregate_log_weights,
-    masked_log_likelihood,
     mmvae_dreg,
     mmvae_iwae,
     presence,
     stratified_elbo,
 )
+from repro.losses.bounds import log_likelihood
 from repro.models.base import Batch, MultimodalVAE
 from repro.models.mopoe import chunked_elbo
 from repro.models.mvae import detach_expert
@@ -139,7 +139,7 @@ class MMVAE(MultimodalVAE):
         px_z = self.decode(z)
         pz = self.prior()
         if self.estimator == "elbo":
-            log_px_z = masked_log_likelihood(px_z, x, present, self.likelihood_weights)
+            log_px_z = log_likelihood(px_z, x, present=present, weights=self.likelihood_weights)
             kls = kl_divergence(q.component_distribution, pz).T  # (M, B)
             count = len(self.modalities) if mask is None else mask.sum(1)
             return stratified_elbo(

@@ -17,10 +17,10 @@ from repro.distributions import (
 from repro.losses.aggregate import (
     STRATIFIED,
     chunk_components,
-    masked_log_likelihood,
     presence,
     stratified_elbo,
 )
+from repro.losses.bounds import log_likelihood
 from repro.models.base import Batch, MultimodalVAE
 
 __all__ = ["MoPoE", "chunked_elbo"]
@@ -70,8 +70,8 @@ def chunked_elbo(
     index = chunk_components(batch, n_comp).to(q.mixture_distribution.probs.device)
     chosen = select_components(q, index)
     z = rsample(chosen, (K,), generator)  # (K, B, D)
-    log_px_z = masked_log_likelihood(
-        model.decode(z), x, presence(mask, model.modalities), likelihood_weights
+    log_px_z = log_likelihood(
+        model.decode(z), x, present=presence(mask, model.modalities), weights=likelihood_weights
     )
     kls = kl_divergence(chosen, model.prior())  # (B,)
     return stratified_elbo(
@@ -166,8 +166,11 @@ class MoPoE(MultimodalVAE):
                 self.likelihood_weights,
             )  # fmt: skip
         z = stratified_rsample(q, (self.K,), generator)  # (K, C, B, D)
-        log_px_z = masked_log_likelihood(
-            self.decode(z), x, presence(mask, self.modalities), self.likelihood_weights
+        log_px_z = log_likelihood(
+            self.decode(z),
+            x,
+            present=presence(mask, self.modalities),
+            weights=self.likelihood_weights,
         )
         kls = kl_divergence(q.component_distribution, self.prior()).T  # (C, B)
         count = len(self.modalities) if mask is None else mask.sum(1)

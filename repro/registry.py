@@ -48,5 +48,12 @@ FIGURES: dict[str, Figure] = {
             "coloured by odor, independent / AVG / MoPoE / MMVM",
             notebook="mmvm_latents.ipynb",
         ),
+        Figure(
+            name="mmvm_beta_tradeoff",
+            paper="mmvm",
+            reproduces="Sutter et al. (arXiv 2403.05300), Fig. 3 (rat version, inferred layout): "
+            "latent accuracy and coherence vs reconstruction error over beta",
+            notebook="mmvm_beta_tradeoff.ipynb",
+        ),
     )
 }

@@ -11,6 +11,7 @@ from repro.metrics.latent import (
     cross_coherence,
     latent_means,
     linear_probe,
+    self_reconstruction_error,
     train_mlp_classifiers,
 )
 from repro.models.decoders import MLPDecoder
@@ -53,6 +54,28 @@ def test_latent_means_equal_unimodal_posterior_means_and_restore_mode():
         with torch.no_grad():
             expected = model.posterior({m: x[m]}, [m]).mean
         torch.testing.assert_close(means[m], expected)
+
+
+def test_self_reconstruction_error_is_the_summed_squared_error_of_the_decoded_mean():
+    model = _tiny_mmvm()
+    model.train()
+    x = {m: torch.randn(7, 6) for m in model.modalities}
+    err = self_reconstruction_error(model, x, batch_size=3)
+    assert model.training  # mode restored
+    expected = {}
+    with torch.no_grad():
+        model.eval()
+        for m in model.modalities:
+            x_hat = model.decoders[m](model.posterior({m: x[m]}, [m]).mean).mean
+            expected[m] = float(((x_hat - x[m]) ** 2).sum(1).mean())
+    for m in model.modalities:
+        assert err[m] == pytest.approx(expected[m], rel=1e-10)
+    assert err["sum"] == pytest.approx(sum(expected.values()), rel=1e-10)
+    # a decoder that returns the data exactly has zero error
+    x0 = {m: torch.zeros(4, 6) for m in model.modalities}
+    for dec in model.decoders.values():
+        nn.init.zeros_(dec.net[-1].weight), nn.init.constant_(dec.net[-1].bias, -30.0)
+    assert self_reconstruction_error(model, x0)["sum"] < 1e-20
 
 
 def test_latent_means_rejects_missing_or_mismatched_modalities():

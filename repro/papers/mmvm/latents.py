@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from repro.config import SMOKE_SIZE
-from repro.data.neural import RATS, rats, trial_split
+from repro.data.neural import RATS, RatWindows, rats, trial_split
 from repro.metrics.coherence import within_noise
 from repro.metrics.latent import cross_coherence, latent_means, linear_probe, train_mlp_classifiers
 from repro.models import AVG, MMVMVAE, MoPoE, MultimodalVAE
@@ -33,7 +33,15 @@ from repro.runtime import (
 )
 from repro.train import History, fit_stages
 
-__all__ = ["METHODS", "LatentsResult", "build_model", "run", "check_predictions", "summary"]
+__all__ = [
+    "METHODS",
+    "LatentsResult",
+    "build_model",
+    "split_data",
+    "run",
+    "check_predictions",
+    "summary",
+]
 
 METHODS = ("independent", "AVG", "MoPoE", "MMVM")
 
@@ -65,13 +73,16 @@ class LatentsResult:
     seconds: float = 0.0
 
 
-def build_model(method: str, cfg: LatentsConfig, dims: dict[str, int]) -> MultimodalVAE:
+def build_model(
+    method: str, cfg: LatentsConfig, dims: dict[str, int], beta: float | None = None
+) -> MultimodalVAE:
     """One method of the figure with the code's rat networks (fresh weights).
 
     Args:
         method: one of :data:`METHODS`.
-        cfg: the experiment config.
+        cfg: the experiment config (``latent_dim``, ``hidden`` and ``beta`` are read).
         dims: ``{rat: D_m}``.
+        beta: KL weight overriding ``cfg.beta`` (the beta grid of Fig. 3).
 
     Returns:
         The model.
@@ -81,16 +92,36 @@ def build_model(method: str, cfg: LatentsConfig, dims: dict[str, int]) -> Multim
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
-    d = cfg.latent_dim
+    d, beta = cfg.latent_dim, cfg.beta if beta is None else beta
     encoders = {r: SpikeEncoder(dims[r], cfg.hidden or dims[r], d) for r in RATS}
     decoders = {r: SpikeDecoder(d, cfg.hidden or dims[r], dims[r]) for r in RATS}
     if method == "independent":
-        return independent_vaes(encoders, decoders, d, beta=cfg.beta)
+        return independent_vaes(encoders, decoders, d, beta=beta)
     if method == "MMVM":
-        return MMVMVAE(encoders, decoders, d, beta=cfg.beta)
+        return MMVMVAE(encoders, decoders, d, beta=beta)
     if method == "AVG":
-        return AVG(encoders, decoders, d, beta=cfg.beta)
-    return MoPoE(encoders, decoders, d, beta=cfg.beta, stratified="chunks")  # the code's sampler
+        return AVG(encoders, decoders, d, beta=beta)
+    return MoPoE(encoders, decoders, d, beta=beta, stratified="chunks")  # the code's sampler
+
+
+def split_data(
+    cfg: LatentsConfig, generator: torch.Generator
+) -> tuple[RatWindows, RatWindows, RatWindows]:
+    """The rat data (real or simulated) and its trial-level train/test split.
+
+    Args:
+        cfg: an ``mmvm`` config (``data`` and ``smoke`` are read).
+        generator: source of the simulation, the split and the smoke subsample.
+
+    Returns:
+        ``(data, train, test)``; in smoke mode, ``SMOKE_SIZE`` random rows of each split.
+    """
+    data = rats(generator, n_trials_per_odor=cfg.data.n_trials_per_odor)
+    train, test = trial_split(data, cfg.data.test_fraction, generator)
+    if cfg.smoke:  # random rows: the samples are ordered by odor
+        train = train.subset(torch.randperm(len(train), generator=generator)[:SMOKE_SIZE])
+        test = test.subset(torch.randperm(len(test), generator=generator)[:SMOKE_SIZE])
+    return data, train, test
 
 
 def run(cfg: LatentsConfig) -> LatentsResult:
@@ -111,11 +142,7 @@ def _run(cfg: LatentsConfig) -> LatentsResult:
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
     generator = seed_everything(cfg.seed)
-    data = rats(generator, n_trials_per_odor=cfg.data.n_trials_per_odor)
-    train, test = trial_split(data, cfg.data.test_fraction, generator)
-    if cfg.smoke:  # random rows: the samples are ordered by odor
-        train = train.subset(torch.randperm(len(train), generator=generator)[:SMOKE_SIZE])
-        test = test.subset(torch.randperm(len(test), generator=generator)[:SMOKE_SIZE])
+    data, train, test = split_data(cfg, generator)
     dims = {r: train.x[r].shape[1] for r in RATS}
     x_train = {r: v.to(device) for r, v in train.x.items()}
     x_test = {r: v.to(device) for r, v in test.x.items()}

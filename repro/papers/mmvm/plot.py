@@ -12,10 +12,17 @@ from repro.plotting import set_style
 
 if TYPE_CHECKING:
     from repro.papers.mmvm.latents import LatentsResult
+    from repro.papers.mmvm.tradeoff import TradeoffResult
 
-__all__ = ["ODOR_COLOURS", "latents"]
+__all__ = ["ODOR_COLOURS", "METHOD_STYLE", "latents", "tradeoff"]
 
 ODOR_COLOURS = ("deepskyblue", "tan", "mediumseagreen", "purple")  # odors A-D (the paper's)
+METHOD_STYLE = {
+    "independent": ("tab:gray", "s"),
+    "AVG": ("tab:orange", "^"),
+    "MoPoE": ("tab:blue", "D"),
+    "MMVM": ("tab:red", "o"),
+}  # colour, marker
 
 
 def latents(result: LatentsResult) -> Figure:
@@ -64,6 +71,52 @@ def latents(result: LatentsResult) -> Figure:
     fig.suptitle(
         f"held-out posterior means ({result.source.split(':')[0]}, {result.cfg.profile} "
         "profile); probe accuracy (chance 0.25)",
+        fontsize=10,
+    )
+    return fig
+
+
+def tradeoff(result: TradeoffResult) -> Figure:
+    """Fig. 3 (rat version, inferred layout): accuracy and coherence vs reconstruction error.
+
+    Two panels sharing x = held-out reconstruction error (summed squared error per sample,
+    summed over rats): latent accuracy (mean of the per-rat probes) and cross-rat coherence.
+    One point per method and beta (seed mean, error bars one standard deviation over seeds on
+    both axes), joined in beta order and labelled with beta; chance (0.25) dotted.
+
+    Args:
+        result: the experiment result.
+
+    Returns:
+        The figure.
+    """
+    set_style()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    panels = (("within_rat_accuracy", "latent accuracy (per-rat probe, held out)"),
+              ("coherence", "coherence (cross-rat, held out)"))  # fmt: skip
+    for ax, (key, ylabel) in zip(axes, panels, strict=True):
+        for method, by_beta in result.metrics.items():
+            colour, marker = METHOD_STYLE.get(method, ("black", "o"))
+            betas = sorted(by_beta, key=float)
+            x = [by_beta[b]["reconstruction_error"]["mean"] for b in betas]
+            y = [by_beta[b][key]["mean"] for b in betas]
+            ax.errorbar(
+                x, y,
+                xerr=[by_beta[b]["reconstruction_error"]["std"] for b in betas],
+                yerr=[by_beta[b][key]["std"] for b in betas],
+                color=colour, marker=marker, markersize=5, linewidth=1, capsize=2, label=method,
+            )  # fmt: skip
+            for b, xi, yi in zip(betas, x, y, strict=True):
+                ax.annotate(f"{float(b):g}", (xi, yi), textcoords="offset points",
+                            xytext=(4, 3), fontsize=6, color=colour)  # fmt: skip
+        ax.axhline(0.25, color="black", linestyle=":", linewidth=0.8)
+        ax.set_xlabel("reconstruction error (summed squared error, held out)")
+        ax.set_ylabel(ylabel)
+    axes[0].legend(fontsize=8)
+    n_seeds = len(result.details["seeds"])
+    fig.suptitle(
+        f"accuracy and coherence vs reconstruction over beta ({result.source.split(':')[0]}, "
+        f"{result.cfg.profile} profile; mean +- sd over {n_seeds} seeds; chance dotted)",
         fontsize=10,
     )
     return fig

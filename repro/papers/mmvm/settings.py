@@ -12,7 +12,7 @@ from typing import Any
 
 from repro.config import TrainConfig, select
 
-__all__ = ["NeuralDataConfig", "LatentsConfig", "PRESETS", "get"]
+__all__ = ["NeuralDataConfig", "LatentsConfig", "TradeoffConfig", "PRESETS", "get"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,32 @@ class LatentsConfig:
     mlp_epochs: int = 51  # mmvm.md §5
 
 
+@dataclass(frozen=True)
+class TradeoffConfig:
+    """Fig. 3, ``mmvm_beta_tradeoff``: latent accuracy and coherence vs reconstruction over beta."""
+
+    name: str = "mmvm_beta_tradeoff"  # figure name
+    profile: str = "full"  # preset this config came from
+    seed: int = 0  # data seed; model seeds are seed, seed + 1, ...
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    smoke: bool = False  # a few batches of every stage (repro.config.smoke), output in runs/
+    data: NeuralDataConfig = field(default_factory=NeuralDataConfig)
+    methods: tuple[str, ...] = ("independent", "AVG", "MoPoE", "MMVM")  # as Fig. 4
+    betas: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2)  # inferred: the rat grid is in no
+    # repository; 1e-5..1e-2 fits the data scale (mmvm.md §3)
+    n_seeds: int = 3  # model seeds per (method, beta); the paper's count is unverified
+    latent_dim: int = 2  # as Fig. 4
+    hidden: int = 0  # encoder/decoder width; 0 = D_m (paper code)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=999, batch_size=128, restore_best=False, checkpoint=True
+        )
+    )  # paper: Adam lr 1e-3, batch 128, 999 epochs, metrics of the last epoch
+    mlp_hidden: tuple[int, ...] = (1024, 512, 256, 64)  # coherence classifiers (mmvm.md §5)
+    mlp_epochs: int = 51  # mmvm.md §5
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     "latents": {
         "full": LatentsConfig(),
@@ -61,6 +87,20 @@ PRESETS: dict[str, dict[str, Any]] = {
             mlp_epochs=10,
         ),
     },
+    "tradeoff": {
+        "full": TradeoffConfig(),
+        "quick": TradeoffConfig(
+            profile="quick",
+            device="cpu",
+            threads=1,
+            betas=(1e-4, 1e-3, 1e-2),
+            n_seeds=2,
+            hidden=64,
+            train=TrainConfig(epochs=20, batch_size=128, lr=1e-2, restore_best=False),
+            mlp_hidden=(256, 64),
+            mlp_epochs=10,
+        ),
+    },
 }
 
 
@@ -68,7 +108,7 @@ def get(name: str, profile: str = "quick", **overrides: Any) -> Any:
     """Return the ``mmvm`` preset config ``name`` for ``profile`` (see :func:`repro.config.select`).
 
     Args:
-        name: experiment name, a key of :data:`PRESETS` (``"latents"``).
+        name: experiment name, a key of :data:`PRESETS` (``"latents"``, ``"tradeoff"``).
         profile: ``"quick"`` or ``"full"``.
         **overrides: fields to replace, e.g. ``seed=1``, ``device="cuda"``.
 

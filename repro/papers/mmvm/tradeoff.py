@@ -1,0 +1,277 @@
+"""Fig. 3, ``mmvm_beta_tradeoff``: latent accuracy and coherence against reconstruction over beta.
+
+The rat version of the trade-off plots of Sutter et al. (NeurIPS 2024, arXiv 2403.05300, Fig. 3
+and its benchmark counterpart Fig. 2; the rat layout is inferred, mmvm.md §5): independent VAEs,
+AVG, MoPoE and the MMVM VAE are trained with the per-rat networks of Fig. 4 for every ``beta`` of
+a grid and several model seeds, on the same data and trial-level split. Each (method, beta)
+gives one point: x = held-out reconstruction error, y = held-out latent probe accuracy (mean of
+the per-rat logistic regressions on unimodal posterior means) or cross-rat coherence, each the
+mean over seeds with their standard deviation.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from repro.data.neural import RATS
+from repro.metrics.coherence import within_noise
+from repro.metrics.latent import (
+    cross_coherence,
+    latent_means,
+    linear_probe,
+    self_reconstruction_error,
+    train_mlp_classifiers,
+)
+from repro.models import MultimodalVAE
+from repro.papers.mmvm.latents import build_model, split_data
+from repro.papers.mmvm.settings import TradeoffConfig
+from repro.runtime import (
+    checkpoint_path,
+    default_dtype,
+    resolve_device,
+    seed_everything,
+    set_threads,
+)
+from repro.train import fit_stages
+
+__all__ = ["METRICS", "TradeoffResult", "run", "aggregate", "check_predictions", "summary"]
+
+METRICS = (
+    "reconstruction_error",  # held out: summed squared error per sample, summed over rats
+    "within_rat_accuracy",  # held out: mean over rats of the per-rat probes
+    "across_rat_accuracy",  # held out: one probe on all rats' means stacked
+    "coherence",  # held out: cross-rat generation, all 25 pairs
+    "reconstruction_error_in_sample",
+    "within_rat_accuracy_in_sample",
+    "across_rat_accuracy_in_sample",
+)
+
+
+@dataclass
+class TradeoffResult:
+    """Everything the figure and the summary need.
+
+    Attributes:
+        cfg: the config that produced it.
+        runs: one record per (method, beta, seed): those keys plus every metric of
+            :data:`METRICS` and the training throughput.
+        metrics: per method, per beta (as ``f"{beta:g}"``), per metric: ``mean`` and ``std``
+            over seeds (``std`` 0 with one seed).
+        details: data source and sizes, seeds, the per-seed ``runs`` again (for the sidecar),
+            the verdicts of :func:`check_predictions`.
+        source: which data was used.
+        seconds: wall time of this call.
+    """
+
+    cfg: TradeoffConfig
+    runs: list[dict[str, float | str | int]]
+    metrics: dict[str, dict[str, dict[str, dict[str, float]]]]
+    details: dict[str, object] = field(default_factory=dict)
+    source: str = ""
+    seconds: float = 0.0
+
+
+def run(cfg: TradeoffConfig) -> TradeoffResult:
+    """Train every method at every beta and seed; measure reconstruction, probes, coherence.
+
+    Args:
+        cfg: the experiment config (``repro.papers.mmvm.settings.get("tradeoff", ...)``).
+
+    Returns:
+        A :class:`TradeoffResult`.
+
+    Raises:
+        ValueError: for an empty beta grid, a non-positive beta or ``n_seeds < 1``.
+    """
+    if not cfg.betas or min(cfg.betas) <= 0 or cfg.n_seeds < 1:
+        raise ValueError(
+            f"betas must be a non-empty tuple of positive numbers and n_seeds >= 1, got "
+            f"betas={cfg.betas}, n_seeds={cfg.n_seeds}"
+        )
+    with default_dtype(torch.float32):
+        return _run(cfg)
+
+
+def _fit(
+    cfg: TradeoffConfig, method: str, beta: float, seed: int, dims: dict[str, int], train_x
+) -> tuple[MultimodalVAE, float]:
+    generator = seed_everything(seed)  # the model's initialisation and its shuffling
+    model = build_model(method, cfg, dims, beta=beta).to(resolve_device(cfg.device))
+    label = f"{method} beta={beta:g} seed={seed}"
+    tag = f"{method}_b{beta:g}_s{seed}"
+    hist = fit_stages(
+        model, train_x, {s: cfg.train for s in model.stages}, None, generator,
+        checkpoints={s: checkpoint_path(cfg, f"{tag}_{s}") for s in model.stages},
+        descs={s: label for s in model.stages},
+    )  # fmt: skip
+    return model.eval(), next(iter(hist.values())).samples_per_second
+
+
+def _run(cfg: TradeoffConfig) -> TradeoffResult:
+    tic = time.perf_counter()
+    set_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    data, train, test = split_data(cfg, seed_everything(cfg.seed))
+    dims = {r: train.x[r].shape[1] for r in RATS}
+    x_train = {r: v.to(device) for r, v in train.x.items()}
+    x_test = {r: v.to(device) for r, v in test.x.items()}
+    seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
+    models = {
+        (method, beta, seed): _fit(cfg, method, beta, seed, dims, train.x)
+        for method in cfg.methods
+        for beta in cfg.betas
+        for seed in seeds
+    }
+    # After every model, as in Fig. 4 (latents.py): CPU BLAS results can depend on the
+    # process's allocation history, so a cached classifier must not precede the models.
+    classifiers = train_mlp_classifiers(
+        train.x, train.label, epochs=1 if cfg.smoke else cfg.mlp_epochs, hidden=cfg.mlp_hidden,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )  # fmt: skip
+    classifiers = {r: c.to(device) for r, c in classifiers.items()}
+    runs = []
+    for (method, beta, seed), (model, speed) in models.items():
+        z_train, z_test = latent_means(model, x_train), latent_means(model, x_test)
+        held_out = linear_probe(z_train, train.label, z_test, test.label)
+        in_sample = linear_probe(z_train, train.label, z_train, train.label)
+        coh = cross_coherence(
+            model, x_test, test.label.to(device), classifiers, torch.Generator().manual_seed(1)
+        )
+        runs.append(
+            {
+                "method": method,
+                "beta": beta,
+                "seed": seed,
+                "reconstruction_error": self_reconstruction_error(model, x_test)["sum"],
+                "within_rat_accuracy": sum(held_out[r] for r in RATS) / len(RATS),
+                "across_rat_accuracy": held_out["all"],
+                "coherence": coh["mean"],
+                "reconstruction_error_in_sample": self_reconstruction_error(model, x_train)["sum"],
+                "within_rat_accuracy_in_sample": sum(in_sample[r] for r in RATS) / len(RATS),
+                "across_rat_accuracy_in_sample": in_sample["all"],
+                "train_samples_per_second": speed,
+            }
+        )
+    n_trials = int(torch.unique(test.trial).numel())
+    metrics = aggregate(runs)
+    details: dict[str, object] = {
+        "data_source": data.source,
+        "n_train_samples": len(train),
+        "n_test_samples": len(test),
+        "n_test_trials": n_trials,
+        "seeds": seeds,
+        "runs": runs,  # per seed, so the sidecar keeps the spread's raw values
+    }
+    details["paper_predictions"] = check_predictions(metrics, n_trials)
+    return TradeoffResult(
+        cfg=cfg,
+        runs=runs,
+        metrics=metrics,
+        details=details,
+        source=data.source,
+        seconds=time.perf_counter() - tic,
+    )
+
+
+def aggregate(
+    runs: list[dict[str, float | str | int]],
+) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """Mean and standard deviation over seeds of every metric, per method and beta.
+
+    Args:
+        runs: :attr:`TradeoffResult.runs`.
+
+    Returns:
+        ``{method: {f"{beta:g}": {metric: {"mean", "std", "n"}}}}`` (sample std; 0 for one seed).
+    """
+    groups: dict[tuple[str, float], list[dict]] = {}
+    for r in runs:
+        groups.setdefault((str(r["method"]), float(r["beta"])), []).append(r)
+    out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for (method, beta), rows in groups.items():
+        cell = {}
+        for k in METRICS:
+            values = [float(r[k]) for r in rows]
+            cell[k] = {
+                "mean": statistics.fmean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "n": len(values),
+            }
+        out.setdefault(method, {})[f"{beta:g}"] = cell
+    return out
+
+
+BASELINES = ("independent", "AVG", "MoPoE")
+
+
+def check_predictions(
+    metrics: dict[str, dict[str, dict[str, dict[str, float]]]], n_trials: int
+) -> dict[str, str]:
+    """Whether MMVM's latents and coherence beat each baseline at the same beta [inferred claim].
+
+    The paper's trade-off plots place MMVM above the baselines (better representation and
+    coherence at a comparable reconstruction error). Per baseline and metric (held-out
+    within-rat accuracy, coherence), each beta of the grid is a comparison of seed means; a
+    difference within 2 standard errors of shares of ``n_trials`` held-out trials is a tie.
+
+    Args:
+        metrics: :attr:`TradeoffResult.metrics`.
+        n_trials: held-out trial tuples (the independent units behind a share).
+
+    Returns:
+        ``{claim: "holds at i, ties at j, fails at k of n betas"}`` for the methods run.
+    """
+    out = {}
+    if "MMVM" not in metrics:
+        return out
+    for baseline in BASELINES:
+        if baseline not in metrics:
+            continue
+        for key, label in (("within_rat_accuracy", "latent accuracy"), ("coherence", "coherence")):
+            counts = {"holds": 0, "ties": 0, "fails": 0}
+            for beta, cell in metrics["MMVM"].items():
+                if beta not in metrics[baseline]:
+                    continue
+                a, b = cell[key]["mean"], metrics[baseline][beta][key]["mean"]
+                tie = within_noise(a, b, n_trials)
+                verdict = "ties" if tie else ("holds" if a > b else "fails")
+                counts[verdict] += 1
+            n = sum(counts.values())
+            out[f"MMVM > {baseline} in {label}"] = (
+                f"holds at {counts['holds']}, ties at {counts['ties']}, fails at "
+                f"{counts['fails']} of {n} betas"
+            )
+    return out
+
+
+def summary(result: TradeoffResult) -> str:
+    """The notebook's printed summary: seed means per method and beta, the verdicts.
+
+    Args:
+        result: the experiment result.
+
+    Returns:
+        A small text table (2 decimals; reconstruction error 1 decimal).
+    """
+    d = result.details
+    lines = [
+        f"data: {result.source.split(':')[0]}; held out: {d['n_test_trials']} trial tuples "
+        f"({d['n_test_samples']} sub-windows); {len(d['seeds'])} seeds; chance 0.25",
+        f"{'method':12s}{'beta':>7s}{'rec':>8s}{'within':>8s}{'across':>8s}{'coher':>8s}"
+        f"{'within(in)':>11s}",
+    ]
+    for method, by_beta in result.metrics.items():
+        for beta, c in by_beta.items():
+            lines.append(
+                f"{method:12s}{beta:>7s}{c['reconstruction_error']['mean']:8.1f}"
+                f"{c['within_rat_accuracy']['mean']:8.2f}{c['across_rat_accuracy']['mean']:8.2f}"
+                f"{c['coherence']['mean']:8.2f}{c['within_rat_accuracy_in_sample']['mean']:11.2f}"
+            )
+    lines.append("paper's claim (MMVM above the baselines at the same beta) [inferred]:")
+    for claim, verdict in d["paper_predictions"].items():
+        lines.append(f"  {claim}: {verdict}")
+    return "\n".join(lines)

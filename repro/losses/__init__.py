@@ -10,7 +10,9 @@ arguments instead of drawing them, so every objective can be checked against a c
 * :mod:`repro.losses.aggregate`: aggregated posteriors (MVAE, MMVAE, MoPoE, AVG);
 * :mod:`repro.losses.coordination`: coordination-based models (JMVAE-KL, MVTCAE, CRMVAE, TELBO);
 * :mod:`repro.losses.jnf`: JNF stage 2, subset densities, DCCA;
-* :mod:`repro.losses.mmvm`: the MMVM mixture-prior regulariser (pairwise bound or exact by MC).
+* :mod:`repro.losses.mmvm`: the MMVM mixture-prior regulariser (pairwise bound or exact by MC);
+* :mod:`repro.losses.iterative`: the ELBO of Gaussian parameters and its gradient, alignment KL
+  (iterative amortized inference).
 """
 
 from repro.losses.aggregate import (
@@ -23,6 +25,7 @@ from repro.losses.aggregate import (
 )
 from repro.losses.bounds import elbo, iwae, kl, log_importance_weights, log_likelihood
 from repro.losses.coordination import conditional_elbo, crmvae, jmvae_kl, mvtcae, telbo
+from repro.losses.iterative import alignment_kl, elbo_gradients, elbo_of_params
 from repro.losses.jnf import canonical_correlations, dcca, jnf_ljm, subset_log_density
 from repro.losses.mmvm import mixture_prior_kl, mmvm_objective
 
@@ -49,4 +52,7 @@ __all__ = [
     "dcca",
     "mixture_prior_kl",
     "mmvm_objective",
+    "elbo_of_params",
+    "elbo_gradients",
+    "alignment_kl",
 ]

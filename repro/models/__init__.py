@@ -7,6 +7,7 @@ registry :data:`MODELS` maps names to classes.
 from repro.models.avg import AVG
 from repro.models.base import MASK, MultimodalVAE, Stage
 from repro.models.crmvae import CRMVAE
+from repro.models.iterative import GradientStep, IterativeVAE, Refiner, refine
 from repro.models.jmvae import JMVAE
 from repro.models.jnf import JNF
 from repro.models.joint import JointVAE
@@ -31,6 +32,10 @@ __all__ = [
     "MVTCAE",
     "CRMVAE",
     "MMVMVAE",
+    "IterativeVAE",
+    "Refiner",
+    "GradientStep",
+    "refine",
 ]
 
 MODELS: dict[str, type[MultimodalVAE]] = {

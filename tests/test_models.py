@@ -237,3 +237,19 @@ def test_unimodal_stage_with_precomputed_joint_posterior_is_the_same_bound():
     torch.testing.assert_close(stage.bound(prepared), direct)
     history = fit(stage.module, stage.bound, prepared, TrainConfig(epochs=1, progress=False))
     assert len(history.train) == 1
+
+
+def test_categorical_likelihood_is_the_sum_of_log_softmax_at_the_true_characters():
+    from repro.models.decoders import MLPDecoder
+
+    dec = MLPDecoder(3, (8,), (5, 7), kind="categorical")
+    z = torch.randn(2, 4, 3)
+    p = dec(z)
+    assert p.batch_shape == (2, 4) and p.event_shape == (5, 7)
+    idx = torch.randint(0, 7, (2, 4, 5))
+    x = torch.nn.functional.one_hot(idx, 7).to(z.dtype)
+    logits = dec.net(z).unflatten(-1, (5, 7))
+    expected = logits.log_softmax(-1).gather(-1, idx.unsqueeze(-1)).squeeze(-1).sum(-1)
+    torch.testing.assert_close(p.log_prob(x), expected)
+    torch.testing.assert_close(p.mean, logits.softmax(-1))  # the character probabilities
+    assert p.sample().sum(-1).eq(1).all()  # one-hot draws

@@ -7,7 +7,14 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Distribution, Independent, Laplace, Normal
+from torch.distributions import (
+    Bernoulli,
+    Distribution,
+    Independent,
+    Laplace,
+    Normal,
+    OneHotCategorical,
+)
 
 from repro.models.encoders import mlp
 
@@ -69,7 +76,7 @@ class FixedScaleLaplace(_FixedScale, Laplace):
         return (value - self.loc).abs().mul(-1.0 / b) - math.log(2 * b)
 
 
-LIKELIHOODS = ("bernoulli", "normal", "laplace")
+LIKELIHOODS = ("bernoulli", "normal", "laplace", "categorical")
 
 
 def likelihood(out: Tensor, kind: str, scale: float, event_dims: int) -> Distribution:
@@ -78,12 +85,14 @@ def likelihood(out: Tensor, kind: str, scale: float, event_dims: int) -> Distrib
     Args:
         out: ``(..., *event_shape)`` raw outputs (logits).
         kind: ``"bernoulli"`` (logits), ``"normal"`` or ``"laplace"`` (mean ``sigmoid(out)``,
-            fixed ``scale``).
+            fixed ``scale``), or ``"categorical"`` (logits over the last axis, observations
+            one-hot: e.g. text as ``(L, alphabet)``; ``scale`` unused).
         scale: standard deviation / scale of the continuous likelihoods.
         event_dims: number of trailing event dimensions.
 
     Returns:
-        An ``Independent`` distribution whose ``mean`` is the image in ``[0, 1]``.
+        An ``Independent`` distribution whose ``mean`` is the image in ``[0, 1]`` (for
+        ``"categorical"``: the class probabilities).
 
     Raises:
         ValueError: for an unknown ``kind``.
@@ -94,6 +103,8 @@ def likelihood(out: Tensor, kind: str, scale: float, event_dims: int) -> Distrib
         base = FixedScaleNormal(torch.sigmoid(out), scale)
     elif kind == "laplace":
         base = FixedScaleLaplace(torch.sigmoid(out), scale)
+    elif kind == "categorical":  # the last axis is the categorical's own event
+        return Independent(OneHotCategorical(logits=out), event_dims - 1)
     else:
         raise ValueError(f"unknown likelihood {kind!r}; choose one of {LIKELIHOODS}")
     return Independent(base, event_dims)

@@ -55,5 +55,12 @@ FIGURES: dict[str, Figure] = {
             "latent accuracy and coherence vs reconstruction error over beta",
             notebook="mmvm_beta_tradeoff.ipynb",
         ),
+        Figure(
+            name="iai_elbo_iterations",
+            paper="iai",
+            reproduces="Oshima, Suzuki & Matsuo (arXiv 2410.11403): multimodal ELBO vs refinement "
+            "iteration with the PoE source model, cross-modal generations, probe / similarity table",
+            notebook="iai_elbo_iterations.ipynb",
+        ),
     )
 }

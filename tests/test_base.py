@@ -97,3 +97,14 @@ def test_select_components_picks_each_rows_component():
     torch.testing.assert_close(chosen.mean, torch.stack([locs[0, 2], locs[1, 0]]))
     with pytest.raises(ValueError, match=r"index must be \(2,\)"):
         select_components(mix, torch.tensor([0]))
+
+
+def test_require_complete_refuses_only_masks_with_absent_entries():
+    from repro.models.base import require_complete
+
+    require_complete(None, "unused")
+    require_complete(torch.ones(3, 2, dtype=torch.bool), "unused")
+    mask = torch.ones(3, 2, dtype=torch.bool)
+    mask[1, 0] = False
+    with pytest.raises(ValueError, match="needs every modality"):
+        require_complete(mask, "X needs every modality")

@@ -33,7 +33,15 @@ from torch.distributions import Distribution
 
 from repro.distributions import rsample, standard_normal
 
-__all__ = ["MASK", "Batch", "Stage", "MultimodalVAE", "split_batch", "subsets"]
+__all__ = [
+    "MASK",
+    "Batch",
+    "Stage",
+    "MultimodalVAE",
+    "require_complete",
+    "split_batch",
+    "subsets",
+]
 
 MASK = "mask"  # batch key of the (B, M) presence mask; not a valid modality name
 
@@ -110,6 +118,20 @@ def split_batch(batch: Batch, modalities: Sequence[str]) -> tuple[dict[str, Tens
             )
         mask = mask.bool()
     return x, mask
+
+
+def require_complete(mask: Tensor | None, reason: str) -> None:
+    """Refuse a presence mask with absent entries, for objectives that need every modality.
+
+    Args:
+        mask: ``(B, M)`` presence mask or ``None`` (complete).
+        reason: the error message: who needs complete samples and what to do instead.
+
+    Raises:
+        ValueError: with ``reason`` when some ``mask[b, m]`` is False.
+    """
+    if mask is not None and not bool(mask.all()):
+        raise ValueError(reason)
 
 
 class MultimodalVAE(nn.Module):

@@ -37,7 +37,7 @@ from repro.losses.iterative import (
     elbo_gradients,
     elbo_of_params,
 )
-from repro.models.base import Batch, Stage, split_batch
+from repro.models.base import Batch, Stage, require_complete, split_batch
 from repro.models.mvae import MVAE
 
 __all__ = [
@@ -469,11 +469,11 @@ class IterativeVAE(MVAE):
 
     # -- inference -------------------------------------------------------------------------
     def _complete(self, mask: Tensor | None, what: str) -> None:
-        if mask is not None and not bool(mask.all()):
-            raise ValueError(
-                f"{type(self).__name__}.{what} needs every modality of every sample (refinement "
-                "uses the multimodal ELBO); got a presence mask with absent entries"
-            )
+        require_complete(
+            mask,
+            f"{type(self).__name__}.{what} needs every modality of every sample (refinement "
+            "uses the multimodal ELBO); got a presence mask with absent entries",
+        )
 
     def source_posterior(
         self,

@@ -18,7 +18,7 @@ from torch.distributions import Distribution, constraints
 
 from repro.distributions import rsample
 from repro.losses import elbo, subset_log_density
-from repro.models.base import Batch, MultimodalVAE, split_batch
+from repro.models.base import Batch, MultimodalVAE, require_complete, split_batch
 from repro.samplers import JNF_REFERENCE, RECOMMENDED, hmc
 
 __all__ = ["JointVAE", "SubsetPosterior"]
@@ -145,11 +145,11 @@ class JointVAE(MultimodalVAE):
 
     @staticmethod
     def _complete(mask: Tensor | None, what: str) -> None:
-        if mask is not None and not bool(mask.all()):
-            raise ValueError(
-                f"{what}: the joint encoder needs every modality of every sample; this model "
-                "trains on complete batches (drop the incomplete samples or use a PoE/MoE model)"
-            )
+        require_complete(
+            mask,
+            f"{what}: the joint encoder needs every modality of every sample; this model "
+            "trains on complete batches (drop the incomplete samples or use a PoE/MoE model)",
+        )
 
     def posterior(
         self,

@@ -21,7 +21,7 @@ from repro.losses.aggregate import (
     stratified_elbo,
 )
 from repro.losses.bounds import log_likelihood
-from repro.models.base import Batch, MultimodalVAE
+from repro.models.base import Batch, MultimodalVAE, require_complete
 
 __all__ = ["MoPoE", "chunked_elbo"]
 
@@ -62,10 +62,9 @@ def chunked_elbo(
     Raises:
         ValueError: with missing modalities (the chunks need uniform mixture weights).
     """
-    if mask is not None and not bool(mask.all()):
-        raise ValueError(
-            "stratified='chunks' needs uniform mixture weights (no missing modalities)"
-        )
+    require_complete(
+        mask, "stratified='chunks' needs uniform mixture weights (no missing modalities)"
+    )
     batch, n_comp = q.mixture_distribution.probs.shape
     index = chunk_components(batch, n_comp).to(q.mixture_distribution.probs.device)
     chosen = select_components(q, index)

@@ -58,8 +58,9 @@ FIGURES: dict[str, Figure] = {
         Figure(
             name="iai_elbo_iterations",
             paper="iai",
-            reproduces="Oshima, Suzuki & Matsuo (arXiv 2410.11403): multimodal ELBO vs refinement "
-            "iteration with the PoE source model, cross-modal generations, probe / similarity table",
+            reproduces="Oshima, Suzuki & Matsuo (arXiv 2410.11403): multimodal ELBO vs "
+            "refinement iteration with the PoE source model, cross-modal generations, probe / "
+            "similarity table",
             notebook="iai_elbo_iterations.ipynb",
         ),
     )

@@ -13,7 +13,8 @@ this module trains, per model seed:
 and measures on the test set: the multimodal ELBO at every iteration ``t = 0 .. T_eval`` (the
 source model is ``t = 0``), cross-modal generations from MNIST, and a table of linear-probe
 accuracy and cosine similarity (to the refined multimodal mean) of the unimodal means of the
-source experts and of each student set, plus text coherence of generations from each image.
+source experts and of each student set, plus the coherence of cross-modal generations (digit
+classifiers for the images, the spelled word for the text).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from torch import Tensor, nn
 
 from repro.config import SMOKE_SIZE
 from repro.data.mnist_svhn_text import ALPHABET, DIGIT_WORDS, decode_text, mnist_svhn_text, one_hot
+from repro.metrics.classifiers import DigitClassifier, fit_classifiers, predict
 from repro.metrics.coherence import within_noise
 from repro.metrics.latent import linear_probe
 from repro.models.decoders import ConvDecoder, MLPDecoder
@@ -49,6 +51,7 @@ __all__ = [
     "MODALITIES",
     "IterationsResult",
     "build_networks",
+    "classifiers",
     "likelihood_weights",
     "run",
     "check_predictions",
@@ -70,8 +73,9 @@ class IterationsResult:
             nats per test tuple), ``elbo_gain`` (the same for ``L(lambda_t) - L(lambda_0)``,
             per seed before averaging), ``source_elbo`` (``t = 0``), and ``table``: per row (``"PoE
             source"``, ``"aligned T=<T>"``), per column (``probe_accuracy``, ``cosine_refined``,
-            ``cosine_source``, ``text_coherence``), ``{"mean", "std"}`` over seeds; row values
-            average the modalities (per modality in ``details``).
+            ``cosine_source``, ``coherence``), ``{"mean", "std"}`` over seeds; row values
+            average the modalities (coherence: the 6 source -> target pairs; per modality and
+            pair in ``details``).
         details: per seed raw values, data source and sizes, the verdicts.
         generations: per row, ``{"svhn": (n, 3, 32, 32), "text": [words]}`` decoded from the
             MNIST images of the first test tuples (first seed); ``"input"``: those images.
@@ -229,15 +233,53 @@ def _rows(models: dict[int, IterativeVAE], x: Mapping[str, Tensor]) -> dict[str,
     return {r: {m: torch.cat(v).cpu() for m, v in by_m.items()} for r, by_m in rows.items()}
 
 
-def _text_coherence(model: IterativeVAE, z: Tensor, label: Tensor) -> float:
-    """Share of decoded texts (arg-max characters) that spell the label's digit word."""
-    device = next(model.parameters()).device
-    words = []
+def classifiers(
+    cfg: IterationsConfig, x_train: Mapping[str, Tensor], y_train: Tensor
+) -> dict[str, nn.Module]:
+    """Digit classifiers of the MNIST and SVHN images (the PolyMNIST/MoPoE ``ClfImg`` layout).
+
+    Trained (or read from the cache) on the training images with their digit labels; text
+    needs none: a generated text is coherent when it spells the digit's word.
+
+    Args:
+        cfg: the experiment config (``clf_epochs``, ``seed``).
+        x_train: training observations (images ``mnist``, ``svhn``).
+        y_train: ``(N,)`` digit labels.
+
+    Returns:
+        ``{"mnist": classifier, "svhn": classifier}`` in eval mode.
+    """
+    builders = {
+        "mnist": lambda: DigitClassifier(1, 28),
+        "svhn": lambda: DigitClassifier(3, 32),
+    }
+    return fit_classifiers(
+        {m: x_train[m] for m in builders}, y_train.to(x_train["mnist"].device), builders,
+        {"epochs": 1 if cfg.smoke else cfg.clf_epochs, "batch_size": 128, "lr": 1e-3},
+        torch.Generator().manual_seed(cfg.seed), code=(DigitClassifier,), prefix="mst_",
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def _coherence(
+    decoders: Mapping[str, nn.Module],
+    z: Tensor,
+    target: str,
+    label: Tensor,
+    clfs: Mapping[str, nn.Module],
+) -> float:
+    """Share of ``target`` generations decoded from ``z`` that show the label's digit."""
+    device = next(decoders[target].parameters()).device
+    hits = 0
     for start in range(0, len(z), 1000):
-        words += decode_text(model.decoders["text"](z[start : start + 1000].to(device)).mean.cpu())
-    return sum(w.strip() == DIGIT_WORDS[int(y)] for w, y in zip(words, label, strict=True)) / len(
-        words
-    )
+        out = decoders[target](z[start : start + 1000].to(device)).mean
+        y = label[start : start + 1000]
+        if target == "text":
+            words = [w.strip() for w in decode_text(out.cpu())]
+            hits += sum(w == DIGIT_WORDS[int(c)] for w, c in zip(words, y, strict=True))
+        else:
+            hits += int((predict(clfs[target], out) == y.cpu()).sum())
+    return hits / len(z)
 
 
 def _evaluate_seed(
@@ -248,6 +290,7 @@ def _evaluate_seed(
     x_test: dict[str, Tensor],
     y_test: Tensor,
     seed: int,
+    clfs: Mapping[str, nn.Module],
 ) -> dict[str, object]:
     refined_T = max(models)
     ref = models[refined_T]
@@ -285,12 +328,17 @@ def _evaluate_seed(
         cos_ref = {m: F.cosine_similarity(means[m], mu_ref, dim=-1) for m in MODALITIES}
         cos_0 = {m: F.cosine_similarity(means[m], mu_0, dim=-1) for m in MODALITIES}
         owner = ref if row == SOURCE else models[int(row.split("=")[1])]
-        text = {m: _text_coherence(owner, means[m], y_test) for m in ("mnist", "svhn")}
+        coherence = {
+            f"{m}->{m2}": _coherence(owner.decoders, means[m], m2, y_test, clfs)
+            for m in MODALITIES
+            for m2 in MODALITIES
+            if m2 != m
+        }
         table[row] = {
             "probe_accuracy": {m: probe[m] for m in MODALITIES},
             "cosine_refined": {m: float(c.mean()) for m, c in cos_ref.items()},
             "cosine_source": {m: float(c.mean()) for m, c in cos_0.items()},
-            "text_coherence": text,
+            "coherence": coherence,
             "_cosine_refined_per_sample": torch.stack(list(cos_ref.values())).mean(0),
         }
     return {"curves": curves, "diffs": diffs, "table": table}
@@ -329,12 +377,18 @@ def _run(cfg: IterationsConfig) -> IterationsResult:
     train, test = _data(cfg, seed_everything(cfg.seed))
     x_train, x_test = _tensors(train, device), _tensors(test, device)
     seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
-    per_seed, generations = [], {}
-    for seed in seeds:
-        models = _train_seed(cfg, seed, x_train, device)
-        per_seed.append(_evaluate_seed(cfg, models, x_train, train.label, x_test, test.label, seed))
-        if not generations:
-            generations = _generations(models, x_test, cfg.n_generations)
+    trained = {seed: _train_seed(cfg, seed, x_train, device) for seed in seeds}
+    # After every model: CPU BLAS results can depend on the process's allocation history, so
+    # a cached classifier must not precede the models (as in repro.papers.mmvm.latents).
+    clfs = classifiers(cfg, x_train, train.label)
+    per_seed = [
+        _evaluate_seed(cfg, models, x_train, train.label, x_test, test.label, seed, clfs)
+        for seed, models in trained.items()
+    ]
+    generations = _generations(trained[seeds[0]], x_test, cfg.n_generations)
+    clf_accuracy = {
+        m: float((predict(c, x_test[m]) == test.label).float().mean()) for m, c in clfs.items()
+    }
     n_test = len(test)
     elbo = {
         T: [_mean_std([s["curves"][T][t] for s in per_seed]) for t in range(cfg.T_eval + 1)]
@@ -352,7 +406,7 @@ def _run(cfg: IterationsConfig) -> IterationsResult:
     for row in per_seed[0]["table"]:
         table[row] = {
             col: _mean_std([statistics.fmean(s["table"][row][col].values()) for s in per_seed])
-            for col in ("probe_accuracy", "cosine_refined", "cosine_source", "text_coherence")
+            for col in ("probe_accuracy", "cosine_refined", "cosine_source", "coherence")
         }
     details: dict[str, object] = {
         "data_source": train.source,
@@ -360,6 +414,7 @@ def _run(cfg: IterationsConfig) -> IterationsResult:
         "n_test": n_test,
         "seeds": seeds,
         "refined_T": max(cfg.T_train),
+        "classifier_test_accuracy": clf_accuracy,
         "per_seed": [
             {
                 "curves": s["curves"],
@@ -470,9 +525,9 @@ def summary(result: IterationsResult) -> str:
     for T, curve in m["elbo"].items():
         shown = ", ".join(f"t={t}: {c['mean']:.1f}" for t, c in enumerate(curve))
         lines.append(f"  refiner trained with T={T}: {shown}")
-    cols = ("probe_accuracy", "cosine_refined", "cosine_source", "text_coherence")
+    cols = ("probe_accuracy", "cosine_refined", "cosine_source", "coherence")
     lines.append(
-        f"{'unimodal means':16s}{'probe':>8s}{'cos(ref)':>10s}{'cos(PoE)':>10s}{'text coh':>10s}"
+        f"{'unimodal means':16s}{'probe':>8s}{'cos(ref)':>10s}{'cos(PoE)':>10s}{'coherence':>10s}"
     )
     for row, c in m["table"].items():
         lines.append(f"{row:16s}" + "".join(

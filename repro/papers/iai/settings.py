@@ -65,6 +65,7 @@ class IterationsConfig:
     )  # Marino MNIST: Adam 2e-4, batch 64; epochs inferred
     probe_train: int = 500  # MoPoE num_training_samples_lr: training means of the probe
     n_generations: int = 8  # test tuples shown in the generation panel
+    clf_epochs: int = 10  # digit classifiers of the coherence (ours; MoPoE ships pretrained ones)
 
 
 PRESETS: dict[str, dict[str, Any]] = {

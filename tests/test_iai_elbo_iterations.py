@@ -96,9 +96,12 @@ def test_full_profile_smoke_runs_every_stage_and_reports(tmp_path, monkeypatch):
     rows = result.metrics["table"]
     assert list(rows) == [ei.SOURCE, "aligned T=0", "aligned T=1", "aligned T=5"]
     for cols in rows.values():
-        assert (
-            0 <= cols["probe_accuracy"]["mean"] <= 1 and -1 <= cols["cosine_refined"]["mean"] <= 1
-        )
+        assert 0 <= cols["probe_accuracy"]["mean"] <= 1
+        assert -1 <= cols["cosine_refined"]["mean"] <= 1 and 0 <= cols["coherence"]["mean"] <= 1
+    pairs = result.details["per_seed"][0]["table"][ei.SOURCE]["coherence"]
+    expected = [f"{a}->{b}" for a in ei.MODALITIES for b in ei.MODALITIES if a != b]
+    assert sorted(pairs) == sorted(expected)
+    assert set(result.details["classifier_test_accuracy"]) == {"mnist", "svhn"}
     gens = result.generations
     assert gens["aligned T=5"]["svhn"].shape == (cfg.n_generations, 3, 32, 32)
     assert len(gens[ei.SOURCE]["text"]) == cfg.n_generations

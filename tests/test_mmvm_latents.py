@@ -1,6 +1,7 @@
 """Fig. 4 of the MMVM paper (mmvm_latents): every method at paper scale, and the verdicts."""
 
 import pytest
+import torch
 
 from repro.data.neural import RATS
 from repro.papers.mmvm import latents, settings
@@ -35,3 +36,49 @@ def test_full_profile_smoke_runs_every_method(tmp_path, monkeypatch):
         assert 0 <= m["within_rat_accuracy"] <= 1 and 0 <= m["across_rat_accuracy"] <= 1
     assert result.means["MMVM"]["barat"].shape[1] == 2 and "simulator" in result.source
     assert "paper's claim" in latents.summary(result)
+
+
+def test_binned_counts_is_the_poisson_of_the_counts_on_the_data_scale():
+    from repro.papers.mmvm.networks import BinnedCounts
+
+    rate = torch.tensor([[0.2, 1.5, 3.0]])
+    x = torch.tensor([[0.0, 0.1, 0.2]])  # counts 0, 1, 2 in 10 one-ms bins
+    p = BinnedCounts(rate)
+    reference = torch.distributions.Poisson(rate).log_prob(torch.tensor([[0.0, 1.0, 2.0]]))
+    torch.testing.assert_close(p.log_prob(x), reference)
+    torch.testing.assert_close(p.mean, rate / 10)
+    draws = p.sample((50,))
+    torch.testing.assert_close(draws * 10, (draws * 10).round())  # multiples of 1/10
+    wide = p.expand(torch.Size([4, 3]))
+    assert isinstance(wide, BinnedCounts) and wide.batch_shape == (4, 3)
+
+
+def test_poisson_spike_decoder_builds_every_method_with_a_finite_bound():
+    from repro.papers.mmvm.networks import SpikeDecoder
+
+    with pytest.raises(ValueError, match="unknown likelihood"):
+        SpikeDecoder(2, 8, 10, likelihood="bernoulli")
+    cfg = settings.get("latents", "quick", likelihood="poisson", hidden=8)
+    dims = dict.fromkeys(RATS, 10)
+    x = {r: torch.randint(0, 3, (5, 10)).double() / 10 for r in RATS}
+    for method in latents.METHODS:
+        model = latents.build_model(method, cfg, dims)
+        value = model.bound(x)
+        assert value.shape == (5,) and torch.isfinite(value).all()
+        value.mean().backward()
+        assert all(p.grad is not None for p in model.decoders.parameters())
+
+
+def test_spike_encoder_log_variance_is_clamped_not_zero():
+    from repro.papers.mmvm.networks import LOGVAR_BOUNDS, SpikeEncoder
+
+    assert SpikeEncoder(6, 4).logvar_bounds is None  # the code: no clamp
+    enc = SpikeEncoder(6, 4, logvar_bounds=LOGVAR_BOUNDS).double()
+    torch.nn.init.constant_(enc.logvar.bias, -1e4)  # a collapsing head
+    q = enc(torch.randn(3, 6, dtype=torch.float64))
+    expected = torch.exp(torch.tensor(0.5 * LOGVAR_BOUNDS[0], dtype=torch.float64))
+    torch.testing.assert_close(q.base_dist.scale, expected.expand(3, 2))
+    torch.nn.init.zeros_(enc.logvar.bias)  # inside the bounds the clamp changes nothing
+    torch.nn.init.zeros_(enc.logvar.weight)
+    torch.testing.assert_close(enc(torch.randn(3, 6, dtype=torch.float64)).base_dist.scale,
+                               torch.ones(3, 2, dtype=torch.float64))  # fmt: skip

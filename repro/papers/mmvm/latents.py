@@ -22,7 +22,7 @@ from repro.metrics.coherence import within_noise
 from repro.metrics.latent import cross_coherence, latent_means, linear_probe, train_mlp_classifiers
 from repro.models import AVG, MMVMVAE, MoPoE, MultimodalVAE
 from repro.models.mmvm import independent_vaes
-from repro.papers.mmvm.networks import SpikeDecoder, SpikeEncoder
+from repro.papers.mmvm.networks import LOGVAR_BOUNDS, SpikeDecoder, SpikeEncoder
 from repro.papers.mmvm.settings import LatentsConfig
 from repro.runtime import (
     checkpoint_path,
@@ -80,7 +80,7 @@ def build_model(
 
     Args:
         method: one of :data:`METHODS`.
-        cfg: the experiment config (``latent_dim``, ``hidden`` and ``beta`` are read).
+        cfg: the experiment config (``latent_dim``, ``hidden``, ``likelihood``, ``beta``).
         dims: ``{rat: D_m}``.
         beta: KL weight overriding ``cfg.beta`` (the beta grid of Fig. 3).
 
@@ -93,8 +93,9 @@ def build_model(
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
     d, beta = cfg.latent_dim, cfg.beta if beta is None else beta
-    encoders = {r: SpikeEncoder(dims[r], cfg.hidden or dims[r], d) for r in RATS}
-    decoders = {r: SpikeDecoder(d, cfg.hidden or dims[r], dims[r]) for r in RATS}
+    bounds = LOGVAR_BOUNDS if cfg.likelihood == "poisson" else None  # see LOGVAR_BOUNDS
+    encoders = {r: SpikeEncoder(dims[r], cfg.hidden or dims[r], d, bounds) for r in RATS}
+    decoders = {r: SpikeDecoder(d, cfg.hidden or dims[r], dims[r], cfg.likelihood) for r in RATS}
     if method == "independent":
         return independent_vaes(encoders, decoders, d, beta=beta)
     if method == "MMVM":

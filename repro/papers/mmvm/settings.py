@@ -37,6 +37,8 @@ class LatentsConfig:
     methods: tuple[str, ...] = ("independent", "AVG", "MoPoE", "MMVM")  # the paper's Fig. 4
     latent_dim: int = 2  # paper: 2-D latents, scattered directly (no PCA)
     hidden: int = 0  # encoder/decoder width; 0 = D_m, the input size (paper code)
+    likelihood: str = "mse"  # the code's summed squared error; "poisson": counts (mmvm.md §4),
+    # with the encoders' log-variance clamped to [-20, 20]
     beta: float = 1e-3  # inferred: the rat beta grid is in no repository; beta ~ 1 collapses
     # the 2-D latent at this data scale (mmvm.md §3)
     train: TrainConfig = field(
@@ -65,6 +67,8 @@ class TradeoffConfig:
     n_seeds: int = 3  # model seeds per (method, beta); the paper's count is unverified
     latent_dim: int = 2  # as Fig. 4
     hidden: int = 0  # encoder/decoder width; 0 = D_m (paper code)
+    likelihood: str = "mse"  # the code's summed squared error; "poisson": counts (mmvm.md §4),
+    # with the encoders' log-variance clamped to [-20, 20]
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             epochs=999, batch_size=128, restore_best=False, checkpoint=True

@@ -86,6 +86,43 @@ def standard_normal(dim: int, like: Tensor | None = None) -> Independent:
     return diag_gaussian(torch.zeros(dim, **kwargs), torch.ones(dim, **kwargs))
 
 
+def _out_of_range(var: Tensor, loc: Tensor) -> bool:
+    """True when a direct precision or variance formula under- or overflowed somewhere.
+
+    ``1/s^2`` overflows and ``s^2`` underflows in float32 for scales below about 1e-19 (a
+    posterior that has become nearly deterministic); the variance then comes out as 0, inf or
+    a subnormal and the mean as inf or NaN.
+    """
+    return not (
+        bool((var >= torch.finfo(var.dtype).tiny).all())
+        and bool(torch.isfinite(var).all())
+        and bool(torch.isfinite(loc).all())
+    )
+
+
+def _log_space_products(locs: Tensor, scales: Tensor, select: Tensor) -> tuple[Tensor, Tensor]:
+    """Products of Gaussian experts computed from log-precisions (no under- or overflow).
+
+    Product ``c`` of the experts ``m`` with ``select[c, m]``: ``log(1/s^2) = logsumexp_m
+    (-2 log s_m)`` and ``mu = sum_m softmax_m(-2 log s_m) mu_m``. Equal to the direct
+    formulas; used only where those leave the floating-point range.
+
+    Args:
+        locs: ``(M, *batch, D)`` expert means.
+        scales: ``(M, *batch, D)`` expert standard deviations.
+        select: bool ``(C, M, ...)`` broadcastable to ``(C, M, *batch, D)``; every product
+            needs at least one member.
+
+    Returns:
+        ``(loc, scale)``, each ``(C, *batch, D)``.
+    """
+    log_prec = (-2.0 * scales.log()).unsqueeze(0)
+    log_prec = torch.where(select, log_prec, torch.full_like(log_prec, -math.inf))
+    log_precision = torch.logsumexp(log_prec, dim=1)  # (C, *batch, D)
+    weights = torch.exp(log_prec - log_precision.unsqueeze(1))
+    return (weights * locs.unsqueeze(0)).sum(1), torch.exp(-0.5 * log_precision)
+
+
 def product_of_experts(
     experts: Sequence[Distribution],
     prior: Distribution | None = None,
@@ -132,7 +169,18 @@ def product_of_experts(
     if bool((precision <= 0).any()):
         raise ValueError("empty product: every expert is masked for some sample and no prior")
     var = precision.reciprocal()
-    return diag_gaussian(weighted * var, var.sqrt())
+    loc = weighted * var
+    if _out_of_range(var, loc):  # nearly deterministic experts: redo it in log space
+        select = torch.ones_like(locs, dtype=torch.bool) if mask is None else keep
+        if prior is not None:
+            p_loc, p_scale = (t.expand_as(locs[0]).unsqueeze(0) for t in gaussian_params(prior))
+            locs, scales = torch.cat([locs, p_loc]), torch.cat([scales, p_scale])
+            select = torch.cat(
+                [select.expand_as(locs[:-1]), torch.ones_like(p_loc, dtype=torch.bool)]
+            )
+        loc, scale = _log_space_products(locs, scales, select.unsqueeze(0))
+        return diag_gaussian(loc[0], scale[0])
+    return diag_gaussian(loc, var.sqrt())
 
 
 def _check_mask(mask: Tensor | None, n_experts: int) -> Tensor | None:
@@ -293,8 +341,16 @@ def mixture_of_products(
         precision = precision + p_scale.pow(-2)
         weighted = weighted + p_loc * p_scale.pow(-2)
     var = precision.reciprocal()
-    sub_locs = (weighted * var).movedim(0, -2)  # (*batch, C, D)
-    sub_scales = var.sqrt().movedim(0, -2)
+    loc, scale = weighted * var, var.sqrt()
+    if _out_of_range(var, loc):  # nearly deterministic experts: redo it in log space
+        select = membership.bool().reshape(*membership.shape, *([1] * (locs.dim() - 1)))
+        if prior is not None:
+            p_loc, p_scale = (t.expand_as(locs[0]).unsqueeze(0) for t in gaussian_params(prior))
+            locs, scales = torch.cat([locs, p_loc]), torch.cat([scales, p_scale])
+            select = torch.cat([select, torch.ones_like(select[:, :1])], dim=1)
+        loc, scale = _log_space_products(locs, scales, select)
+    sub_locs = loc.movedim(0, -2)  # (*batch, C, D)
+    sub_scales = scale.movedim(0, -2)
     logits = torch.zeros(membership.shape[0], device=locs.device, dtype=locs.dtype)
     mask = _check_mask(mask, len(experts))
     if mask is not None:
@@ -344,6 +400,10 @@ def average_of_experts(experts: Sequence[Distribution], mask: Tensor | None = No
         weight = (mask.to(locs.dtype) / count.unsqueeze(1).to(locs.dtype)).T.unsqueeze(-1)
     loc = (weight * locs).sum(0)
     var = (weight * scales.pow(2)).sum(0)
+    if _out_of_range(var, loc):  # s^2 underflows for nearly deterministic experts
+        return diag_gaussian(
+            loc, torch.exp(0.5 * torch.logsumexp(weight.log() + 2 * scales.log(), 0))
+        )
     return diag_gaussian(loc, var.sqrt())
 
 

@@ -360,3 +360,65 @@ def test_stratified_rsample_draws_each_component():
         torch.testing.assert_close(z[:, m].std(0), e.stddev, atol=0.03, rtol=0)
     again = stratified_rsample(mix, (20000,), torch.Generator().manual_seed(0))
     torch.testing.assert_close(z, again, rtol=0, atol=0)
+
+
+def _components(dist):
+    """``(loc, scale)`` of a diagonal Gaussian, or of a mixture's components."""
+    if isinstance(dist, torch.distributions.MixtureSameFamily):
+        dist = dist.component_distribution
+    return gaussian_params(dist)
+
+
+AGGREGATIONS = {
+    "poe": lambda e, mask: product_of_experts(e, mask=mask),
+    "poe_prior": lambda e, mask: product_of_experts(
+        e, prior=standard_normal(2, like=e[0].mean), mask=mask
+    ),
+    "mopoe": lambda e, mask: mixture_of_products(e, mask=mask),
+    "mopoe_prior": lambda e, mask: mixture_of_products(
+        e, prior=standard_normal(2, like=e[0].mean), mask=mask
+    ),
+    "avg": lambda e, mask: average_of_experts(e, mask=mask),
+}
+
+
+@pytest.mark.parametrize("size", [1e-17, 1e-25, 1e-35])
+@pytest.mark.parametrize("kind", sorted(AGGREGATIONS))
+@pytest.mark.parametrize("masked", [False, True])
+def test_aggregations_of_nearly_deterministic_experts_stay_finite(size, kind, masked):
+    # float32 scales below ~1e-19 overflow 1/s^2 and underflow s^2 (the full mmvm run's AVG
+    # posterior came out with scale 0); the result must match a float64 computation
+    g = torch.Generator().manual_seed(5)
+    locs = [torch.randn(6, 2, generator=g, dtype=torch.float32) for _ in range(3)]
+    scales = [size * (1 + torch.rand(6, 2, generator=g, dtype=torch.float32)) for _ in range(3)]
+    mask = torch.tensor([[1, 0, 1], [1, 1, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1], [1, 1, 1]])
+    mask = mask.bool() if masked else None
+    got = AGGREGATIONS[kind]([diag_gaussian(m, s) for m, s in zip(locs, scales, strict=True)], mask)
+    ref = AGGREGATIONS[kind](
+        [diag_gaussian(m.double(), s.double()) for m, s in zip(locs, scales, strict=True)], mask
+    )
+    (loc, scale), (ref_loc, ref_scale) = _components(got), _components(ref)
+    assert loc.dtype == torch.float32 and bool((scale > 0).all())
+    torch.testing.assert_close(scale.double(), ref_scale, rtol=5e-5, atol=0)
+    torch.testing.assert_close(loc.double(), ref_loc, rtol=0, atol=1e-4 * (1 + ref_loc.abs().max()))
+    assert bool(torch.isfinite(got.mean).all())  # (torch's log_prob squares the scale: 0)
+
+
+@pytest.mark.parametrize("kind", sorted(AGGREGATIONS))
+def test_aggregations_in_the_normal_range_use_the_direct_formulas(kind):
+    # the log-space path is only a fallback: ordinary scales give the direct formulas' bits
+    g = torch.Generator().manual_seed(6)
+    locs = [torch.randn(4, 2, generator=g) for _ in range(3)]
+    scales = [0.1 + torch.rand(4, 2, generator=g) for _ in range(3)]
+    loc, scale = _components(
+        AGGREGATIONS[kind]([diag_gaussian(*p) for p in zip(locs, scales, strict=True)], None)
+    )
+    if kind == "avg":
+        var = (torch.stack(scales).pow(2) * (1.0 / 3)).sum(0)
+        torch.testing.assert_close(scale, var.sqrt(), rtol=0, atol=0)
+        return
+    prec = torch.stack(scales).pow(-2)
+    if kind.endswith("prior"):
+        prec = torch.cat([prec, torch.ones(1, 4, 2)])
+    full = (prec.sum(0)).reciprocal().sqrt()  # the last component of MoPoE: every expert
+    torch.testing.assert_close(scale if kind.startswith("poe") else scale[:, -1], full)

@@ -82,3 +82,24 @@ def test_spike_encoder_log_variance_is_clamped_not_zero():
     torch.nn.init.zeros_(enc.logvar.weight)
     torch.testing.assert_close(enc(torch.randn(3, 6, dtype=torch.float64)).base_dist.scale,
                                torch.ones(3, 2, dtype=torch.float64))  # fmt: skip
+
+
+def test_spike_encoder_floors_the_log_variance_in_evaluation_only():
+    from repro.papers.mmvm.networks import EVAL_LOGVAR_FLOOR, SpikeEncoder
+    from repro.train import distribution_validation
+
+    enc = SpikeEncoder(6, 4).float()  # float32, no bounds: as the code trains it
+    torch.nn.init.zeros_(enc.logvar.weight)
+    torch.nn.init.constant_(enc.logvar.bias, -300.0)  # AVG's drifting expert: exp(-150) == 0
+    x = torch.randn(3, 6, dtype=torch.float32)
+    with distribution_validation(False), torch.no_grad():  # as in the training loop
+        trained = enc.train()(x)
+        assert bool((trained.base_dist.scale == 0).all())  # training is untouched
+        q = enc.eval()(x)
+    floor = torch.exp(torch.tensor(0.5 * EVAL_LOGVAR_FLOOR, dtype=torch.float32))
+    torch.testing.assert_close(q.base_dist.scale, floor.expand(3, 2))
+    assert bool((q.variance >= torch.finfo(torch.float32).tiny).all())
+    torch.testing.assert_close(q.mean, trained.mean, rtol=0, atol=0)
+    torch.nn.init.constant_(enc.logvar.bias, -60.0)  # above the floor: eval == train
+    with torch.no_grad():
+        torch.testing.assert_close(enc.eval()(x).stddev, enc.train()(x).stddev, rtol=0, atol=0)

@@ -15,6 +15,7 @@ from repro.models.decoders import FixedScaleNormal
 __all__ = [
     "SPIKE_LIKELIHOODS",
     "LOGVAR_BOUNDS",
+    "EVAL_LOGVAR_FLOOR",
     "BinnedCounts",
     "SpikeEncoder",
     "SpikeDecoder",
@@ -23,6 +24,8 @@ __all__ = [
 SPIKE_LIKELIHOODS = ("mse", "poisson")
 LOGVAR_BOUNDS = (-20.0, 20.0)  # guard of the Poisson option (ours): small beta with that
 # likelihood drove posterior scales to exactly 0 (an infinite KL, NaN) at the quick settings
+EVAL_LOGVAR_FLOOR = -80.0  # ours, evaluation only: keeps exp(logvar) a normal float32 (the
+# full profile's AVG experts reach log-variances of -239, whose scales are exactly 0)
 
 
 class SpikeEncoder(nn.Module):
@@ -34,6 +37,14 @@ class SpikeEncoder(nn.Module):
         latent_dim: 2 in the paper.
         logvar_bounds: optional ``(low, high)`` clamp of the log-variance (``None``: none, as
             the code; :data:`LOGVAR_BOUNDS` with the Poisson likelihood).
+
+    In evaluation mode (``encoder.eval()``) the log-variance is also floored at
+    :data:`EVAL_LOGVAR_FLOOR`, so that a posterior stays a valid ``Normal`` (and its variance a
+    normal float32) after training has driven some scales to 0. Training is untouched: with
+    AVG's parameter average a unimodal expert whose variance is far below the others' barely
+    changes the joint posterior, so nothing stops its log-variance from drifting down (to
+    -239 in the full profile's 999 epochs). The floor leaves every expert's mean as it is and
+    moves a sample by at most ``exp(-40)`` times its noise.
 
     References:
         thomassutter/mmvmvae and yangmeng96/mmvmvae-hippocampal (mmvm.md §3); the head's
@@ -63,6 +74,8 @@ class SpikeEncoder(nn.Module):
         logvar = self.logvar(h)
         if self.logvar_bounds is not None:
             logvar = logvar.clamp(*self.logvar_bounds)
+        if not self.training:
+            logvar = logvar.clamp(min=EVAL_LOGVAR_FLOOR)
         return diag_gaussian(self.loc(h), torch.exp(0.5 * logvar))
 
 

@@ -100,22 +100,30 @@ def _out_of_range(var: Tensor, loc: Tensor) -> bool:
     )
 
 
-def _log_space_products(locs: Tensor, scales: Tensor, select: Tensor) -> tuple[Tensor, Tensor]:
+def _log_space_products(
+    locs: Tensor, scales: Tensor, select: Tensor, prior: Distribution | None = None
+) -> tuple[Tensor, Tensor]:
     """Products of Gaussian experts computed from log-precisions (no under- or overflow).
 
-    Product ``c`` of the experts ``m`` with ``select[c, m]``: ``log(1/s^2) = logsumexp_m
-    (-2 log s_m)`` and ``mu = sum_m softmax_m(-2 log s_m) mu_m``. Equal to the direct
-    formulas; used only where those leave the floating-point range.
+    Product ``c`` of the experts ``m`` with ``select[c, m]`` (and the prior expert in every
+    product, when given): ``log(1/s^2) = logsumexp_m (-2 log s_m)`` and ``mu = sum_m
+    softmax_m(-2 log s_m) mu_m``. Equal to the direct formulas; used only where those leave
+    the floating-point range.
 
     Args:
         locs: ``(M, *batch, D)`` expert means.
         scales: ``(M, *batch, D)`` expert standard deviations.
-        select: bool ``(C, M, ...)`` broadcastable to ``(C, M, *batch, D)``; every product
-            needs at least one member.
+        select: bool ``(C, M, ...)`` with ``locs.dim() + 1`` dimensions, broadcastable to
+            ``(C, M, *batch, D)``; every product needs at least one member.
+        prior: optional prior expert, a diagonal Gaussian broadcastable to ``(*batch, D)``.
 
     Returns:
         ``(loc, scale)``, each ``(C, *batch, D)``.
     """
+    if prior is not None:
+        p_loc, p_scale = (t.expand_as(locs[0]).unsqueeze(0) for t in gaussian_params(prior))
+        locs, scales = torch.cat([locs, p_loc]), torch.cat([scales, p_scale])
+        select = torch.cat([select, torch.ones_like(select[:, :1])], dim=1)
     log_prec = (-2.0 * scales.log()).unsqueeze(0)
     log_prec = torch.where(select, log_prec, torch.full_like(log_prec, -math.inf))
     log_precision = torch.logsumexp(log_prec, dim=1)  # (C, *batch, D)
@@ -171,14 +179,9 @@ def product_of_experts(
     var = precision.reciprocal()
     loc = weighted * var
     if _out_of_range(var, loc):  # nearly deterministic experts: redo it in log space
-        select = torch.ones_like(locs, dtype=torch.bool) if mask is None else keep
-        if prior is not None:
-            p_loc, p_scale = (t.expand_as(locs[0]).unsqueeze(0) for t in gaussian_params(prior))
-            locs, scales = torch.cat([locs, p_loc]), torch.cat([scales, p_scale])
-            select = torch.cat(
-                [select.expand_as(locs[:-1]), torch.ones_like(p_loc, dtype=torch.bool)]
-            )
-        loc, scale = _log_space_products(locs, scales, select.unsqueeze(0))
+        every = torch.ones(locs.shape[:1] + (1,) * (locs.dim() - 1), dtype=torch.bool)
+        select = every.to(locs.device) if mask is None else keep  # (M, B or 1, 1)
+        loc, scale = _log_space_products(locs, scales, select.unsqueeze(0), prior)
         return diag_gaussian(loc[0], scale[0])
     return diag_gaussian(loc, var.sqrt())
 
@@ -344,11 +347,7 @@ def mixture_of_products(
     loc, scale = weighted * var, var.sqrt()
     if _out_of_range(var, loc):  # nearly deterministic experts: redo it in log space
         select = membership.bool().reshape(*membership.shape, *([1] * (locs.dim() - 1)))
-        if prior is not None:
-            p_loc, p_scale = (t.expand_as(locs[0]).unsqueeze(0) for t in gaussian_params(prior))
-            locs, scales = torch.cat([locs, p_loc]), torch.cat([scales, p_scale])
-            select = torch.cat([select, torch.ones_like(select[:, :1])], dim=1)
-        loc, scale = _log_space_products(locs, scales, select)
+        loc, scale = _log_space_products(locs, scales, select, prior)
     sub_locs = loc.movedim(0, -2)  # (*batch, C, D)
     sub_scales = scale.movedim(0, -2)
     logits = torch.zeros(membership.shape[0], device=locs.device, dtype=locs.dtype)

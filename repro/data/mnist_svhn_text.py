@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import functools
 import math
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +85,9 @@ __all__ = [
     "decode_text",
     "pair_by_class",
     "real_data_present",
+    "IDX_MAGIC",
+    "read_idx",
+    "read_mnist",
     "load_mnist_svhn_text",
     "embedded_mnist_svhn_text",
     "mnist_svhn_text",
@@ -434,29 +438,252 @@ def _missing_message(root: Path, split: str) -> str:
     )
 
 
-def _read_svhn_mat(path: Path) -> tuple[Tensor, Tensor]:
+def _size(path: Path) -> str:
+    try:
+        return f"{path.stat().st_size:,} bytes"
+    except OSError:
+        return "size unknown"
+
+
+def _read_svhn_mat(path: Path, context: str = "SVHN") -> tuple[Tensor, Tensor]:
     """``(N, 3, 32, 32)`` uint8 images and ``(N,)`` labels of an SVHN ``.mat`` file.
 
     The same conversion as ``torchvision.datasets.SVHN`` (and MoPoE): ``X`` is ``(32, 32, 3,
     N)``, transposed to ``(N, 3, 32, 32)``; ``y`` is ``(N, 1)`` with label 10 for digit 0.
+    A file SciPy cannot parse (truncated, corrupt, MATLAB v7.3/HDF5) raises ``ValueError``
+    naming it.
     """
     from scipy.io import loadmat
 
-    mat = loadmat(path)
+    try:
+        mat = loadmat(path)
+    except Exception as err:  # noqa: BLE001  any parser failure means an unusable file
+        raise ValueError(
+            f"{context}: {_display(path)} cannot be read as an SVHN .mat file "
+            f"({type(err).__name__}: {err}; the file has {_size(path)}, the published "
+            f"{path.name} about {_SVHN_SIZE.get(path.name, 'tens of MB')}): it is probably "
+            "truncated or corrupt (an interrupted download or copy). Fix: delete it and "
+            "download it again (download=True, or http://ufldl.stanford.edu/housenumbers/)."
+        ) from err
+    where = f"{context}: {_display(path)}"
     if "X" not in mat or "y" not in mat:
-        raise ValueError(f"{_display(path)} lacks the SVHN keys 'X' and 'y' (has {sorted(mat)})")
+        raise ValueError(f"{where} lacks the SVHN keys 'X' and 'y' (has {sorted(mat)})")
     images, labels = np.asarray(mat["X"]), np.asarray(mat["y"]).astype(np.int64).reshape(-1)
     if images.ndim != 4 or images.shape[:3] != (32, 32, 3) or images.dtype != np.uint8:
         raise ValueError(
-            f"{_display(path)}: X is {images.dtype} {images.shape}, expected uint8 (32, 32, 3, N)"
+            f"{where}: X is {images.dtype} {images.shape}, expected uint8 (32, 32, 3, N)"
         )
     if images.shape[3] != labels.shape[0]:
-        raise ValueError(f"{_display(path)}: {images.shape[3]} images but {len(labels)} labels")
+        raise ValueError(f"{where}: {images.shape[3]} images but {len(labels)} labels")
     labels[labels == 10] = 0
     if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise ValueError(f"{_display(path)}: labels outside 1..10 ({labels.min()}..{labels.max()})")
+        raise ValueError(f"{where}: labels outside 1..10 ({labels.min()}..{labels.max()})")
     data = torch.from_numpy(np.ascontiguousarray(images.transpose(3, 2, 0, 1)))
     return data, torch.from_numpy(labels)
+
+
+# IDX type codes (LeCun's format): byte 3 of the magic number
+_IDX_TYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+#: Magic numbers of MNIST's IDX files: unsigned bytes, 3-D images and 1-D labels.
+IDX_MAGIC = {"images": 2051, "labels": 2049}
+_IDX_KIND = {v: k for k, v in IDX_MAGIC.items()}
+_SWAPPED = (
+    " (60,000 is the size of the train split, 10,000 that of the t10k test split: one "
+    "file was copied over the other)"
+)
+_SVHN_SIZE = {"train_32x32.mat": "182 MB", "test_32x32.mat": "64 MB"}
+_REFETCH = (
+    "Fix: delete it and download it again (download=True), or re-extract it from the "
+    "original .gz archive (gunzip -k)"
+)
+
+
+def read_idx(path: str | Path, magic: int | None = None, context: str = "IDX") -> Tensor:
+    """Read an IDX file (the format of MNIST's ``*-ubyte`` files), checking it first.
+
+    The header is read by hand: a big-endian magic number (two zero bytes, a type code,
+    the number of dimensions), then one big-endian int32 per dimension. The file must hold
+    exactly the bytes the header implies, so a truncated or padded file is refused before
+    any data is interpreted.
+
+    Args:
+        path: the (uncompressed) IDX file.
+        magic: the required magic number (:data:`IDX_MAGIC`: 2051 for MNIST images, 2049
+            for labels), or ``None`` for any valid IDX header.
+        context: what is being loaded, the first words of error messages.
+
+    Returns:
+        The array as a tensor of the header's shape (``uint8`` for MNIST; other IDX types
+        in their native dtype).
+
+    Raises:
+        FileNotFoundError: when ``path`` does not exist.
+        ValueError: for a short header, a wrong or unknown magic number, a gzip archive
+            without the ``.gz`` suffix, or a size that does not match the header; the message
+            names the file, what was expected and the fix.
+    """
+    path = Path(path)
+    where = f"{context}: {_display(path)}"
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+            ndim = head[3] if len(head) == 4 else 0
+            dims_bytes = handle.read(4 * ndim)
+            payload = handle.read()
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{where} does not exist") from err
+    except OSError as err:
+        raise ValueError(f"{where} cannot be read ({err}). {_REFETCH}.") from err
+    want = "" if magic is None else f"; expected magic {magic} ({_IDX_KIND.get(magic, 'IDX')})"
+    if head[:2] == b"\x1f\x8b":
+        raise ValueError(
+            f"{where} is a gzip archive, not an IDX file{want}. Fix: gunzip it in place "
+            f"(mv {path.name} {path.name}.gz && gunzip {path.name}.gz)."
+        )
+    truncated = (
+        f"{where} is truncated inside its header ({_size(path)}; an IDX header has 4 + 4 x "
+        f"ndim bytes){want}. {_REFETCH}."
+    )
+    if len(head) < 4:
+        raise ValueError(truncated)
+    found = int.from_bytes(head, "big")
+    if head[:2] != b"\x00\x00" or head[2] not in _IDX_TYPES or ndim == 0:
+        raise ValueError(
+            f"{where}: magic number {found} (0x{found:08x}) is not an IDX header{want}. "
+            f"Is this the right file? {_REFETCH}."
+        )
+    if len(dims_bytes) < 4 * ndim:
+        raise ValueError(truncated)
+    if magic is not None and found != magic:
+        kind = _IDX_KIND.get(found)
+        hint = f" (the magic of an MNIST {kind} file: were the files swapped?)" if kind else ""
+        raise ValueError(
+            f"{where}: magic number {found}{hint}, expected {magic} (MNIST "
+            f"{_IDX_KIND.get(magic, 'IDX')}). Put the right file under this name. {_REFETCH}."
+        )
+    dims = struct.unpack(f">{ndim}i", dims_bytes)
+    dtype = _IDX_TYPES[head[2]]
+    expected = math.prod(dims) * dtype.itemsize
+    if len(payload) != expected:
+        state = "truncated" if len(payload) < expected else "longer than its header says"
+        raise ValueError(
+            f"{where} is {state}: its header (magic {found}, {' x '.join(map(str, dims))}) "
+            f"implies {4 + 4 * ndim + expected:,} bytes, the file has "
+            f"{4 + 4 * ndim + len(payload):,}. {_REFETCH}."
+        )
+    array = np.frombuffer(payload, dtype=dtype).reshape(dims)
+    return torch.from_numpy(array.astype(dtype.newbyteorder("="), copy=True))
+
+
+def _legacy_mnist(path: Path, context: str) -> tuple[Tensor, Tensor]:
+    """Read torchvision's legacy ``processed/{training,test}.pt``: ``(images, labels)``."""
+    where = f"{context}: {_display(path)}"
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001  any unpickling failure means an unusable file
+        raise ValueError(
+            f"{where} cannot be read by torch.load ({type(err).__name__}: {err}; "
+            f"{_size(path)}): truncated or not a torchvision MNIST file. Fix: delete "
+            f"MNIST/processed/ and use the raw IDX files (or download=True)."
+        ) from err
+    if (
+        not isinstance(saved, tuple | list)
+        or len(saved) != 2
+        or not all(isinstance(t, Tensor) for t in saved)
+    ):
+        raise ValueError(f"{where} does not hold an (images, labels) pair of tensors")
+    images, labels = saved
+    if images.dim() != 3 or tuple(images.shape[1:]) != (28, 28) or labels.dim() != 1:
+        raise ValueError(
+            f"{where}: images {tuple(images.shape)} and labels {tuple(labels.shape)}, expected "
+            "(N, 28, 28) and (N,)"
+        )
+    if len(images) != len(labels):
+        raise ValueError(
+            f"{where} holds {len(images)} images but {len(labels)} labels; the pair is "
+            "inconsistent. Fix: delete MNIST/processed/ and use the raw IDX files (or "
+            "download=True)."
+        )
+    return images.to(torch.uint8), labels.to(torch.int64)
+
+
+def read_mnist(root: str | Path, split: str, context: str | None = None) -> tuple[Tensor, Tensor]:
+    """Read MNIST's ``split`` from ``root`` in torchvision's layout, checking every file.
+
+    Reads ``<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` with
+    :func:`read_idx` (or torchvision's legacy ``MNIST/processed/{training,test}.pt`` when
+    both are there, as torchvision does), and checks that images and labels belong together.
+    Use it instead of ``torchvision.datasets.MNIST(..., download=False)`` to get errors that
+    name the file (e.g. in :func:`repro.data.polymnist.build_polymnist`).
+
+    Args:
+        root: the folder holding ``MNIST/``.
+        split: ``"train"`` or ``"test"``.
+        context: what is being loaded, the first words of error messages (default
+            ``"MNIST <split>"``).
+
+    Returns:
+        ``(images, labels)``: ``(N, 28, 28)`` uint8 and ``(N,)`` int64 in ``[0, 9]``.
+
+    Raises:
+        FileNotFoundError: when the files are missing (the message names them and the fix).
+        ValueError: for an unknown split, a truncated or malformed file, or images and labels
+            of different counts (the message names both files and their counts).
+    """
+    _check_split(split)
+    root = Path(root)
+    context = f"MNIST {split}" if context is None else context
+    legacy = root / "MNIST" / "processed"
+    if all((legacy / name).is_file() for name in _MNIST_LEGACY):
+        path = legacy / _MNIST_LEGACY[split != "train"]
+        images, labels = _legacy_mnist(path, context)
+        return images, _check_labels(labels, path, context)
+    raw = root / "MNIST" / "raw"
+    image_path, label_path = (raw / name for name in _MNIST_RAW[split])
+    missing = [p for p in (image_path, label_path) if not p.is_file()]
+    if missing:
+        gz = [p for p in missing if p.with_name(p.name + ".gz").is_file()]
+        hint = " (the .gz archives are there: gunzip them in place)" if gz else ""
+        raise FileNotFoundError(
+            f"{context}: missing {', '.join(_display(p) for p in missing)}{hint}. Fix: pass "
+            "download=True on a machine with internet access, or copy the four uncompressed "
+            "MNIST IDX files into that folder."
+        )
+    images = read_idx(image_path, IDX_MAGIC["images"], context)
+    labels = read_idx(label_path, IDX_MAGIC["labels"], context)
+    if tuple(images.shape[1:]) != (28, 28):
+        raise ValueError(
+            f"{context}: {_display(image_path)} holds images of "
+            f"{' x '.join(map(str, images.shape[1:]))} pixels, expected 28 x 28 (is it MNIST?)"
+        )
+    if len(images) != len(labels):
+        swapped = {len(images), len(labels)} == {60000, 10000}
+        raise ValueError(
+            f"{context}: {_display(image_path)} holds {len(images)} images but "
+            f"{_display(label_path)} holds {len(labels)} labels: the two files do not belong "
+            "together"
+            + (_SWAPPED if swapped else "")
+            + ". Fix: re-download or re-extract both files of the split (download=True after "
+            "deleting them, or gunzip the original .gz archives again)."
+        )
+    return images, _check_labels(labels.to(torch.int64), label_path, context)
+
+
+def _check_labels(labels: Tensor, path: Path, context: str) -> Tensor:
+    labels = labels.to(torch.int64)
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > 9):
+        raise ValueError(
+            f"{context}: {_display(path)} holds labels in [{int(labels.min())}, "
+            f"{int(labels.max())}], expected digits 0..9 (is it an MNIST labels file?)"
+        )
+    return labels
 
 
 def _stamp(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
@@ -472,14 +699,10 @@ def _stamp(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
 def _read_real(root: str, split: str, stamp: tuple) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """MNIST and SVHN of ``split`` as uint8 tensors; cached per process by ``stamp``."""
     del stamp  # only part of the cache key: changed files are read again
-    from repro.compat import import_torchvision
-
-    import_torchvision()  # torchvision on a CPU-only torch needs the shim (repro/compat.py)
-    from torchvision.datasets import MNIST
-
-    mnist = MNIST(root, train=split == "train", download=False)
-    svhn, svhn_label = _read_svhn_mat(Path(root) / "SVHN" / _SVHN_FILE[split])
-    return mnist.data.unsqueeze(1).contiguous(), mnist.targets.long(), svhn, svhn_label
+    context = f"MNIST-SVHN-Text {split}"
+    mnist, mnist_label = read_mnist(root, split, context)
+    svhn, svhn_label = _read_svhn_mat(Path(root) / "SVHN" / _SVHN_FILE[split], context)
+    return mnist.unsqueeze(1).contiguous(), mnist_label, svhn, svhn_label
 
 
 def _download(root: Path, split: str) -> None:
@@ -511,11 +734,13 @@ def load_mnist_svhn_text(
 ) -> MnistSvhnText:
     """Read MNIST and SVHN from ``root`` and pair them into MNIST-SVHN-Text.
 
-    MNIST is read by ``torchvision.datasets.MNIST``; the SVHN ``.mat`` file with SciPy exactly
-    as ``torchvision.datasets.SVHN`` converts it, but without its MD5 check, so any copy in
-    the published format is accepted (``download=True`` goes through torchvision and is
-    checked). Decoded files are cached in memory per process. Pairs follow
-    :func:`pair_by_class`; texts :func:`text_from_label`, both drawn from ``generator``.
+    MNIST is read by :func:`read_mnist` (the IDX files, or torchvision's legacy ``.pt``,
+    as ``torchvision.datasets.MNIST`` reads them, with every header, size and count checked);
+    the SVHN ``.mat`` file with SciPy exactly as ``torchvision.datasets.SVHN`` converts it,
+    but without its MD5 check, so any copy in the published format is accepted
+    (``download=True`` goes through torchvision and is checked). Decoded files are cached in
+    memory per process. Pairs follow :func:`pair_by_class`; texts :func:`text_from_label`,
+    both drawn from ``generator``.
 
     Args:
         root: data root holding ``MNIST/`` and ``SVHN/`` (see the module docstring).
@@ -529,7 +754,9 @@ def load_mnist_svhn_text(
         The pairs, ordered by class and round as in MoPoE (shuffle when batching).
 
     Raises:
-        ValueError: for an unknown split, ``data_multiplications < 1`` or a malformed file.
+        ValueError: for an unknown split, ``data_multiplications < 1``, or a truncated,
+            malformed or mismatched file (the message names the file, what was expected
+            and the fix).
         FileNotFoundError: when files are missing and ``download`` is False; the message
             names the expected paths and the fix.
         RuntimeError: when a requested download fails.

@@ -190,8 +190,90 @@ def expected_files(root: str | Path) -> list[Path]:
     ]
 
 
+_REFETCH = f"Fix: download the file again from {DRYAD} and replace it"
+_STAGE = "loading the rat recordings"
+_KINDS = {
+    "U": "text",
+    "S": "bytes",
+    "O": "Python objects, which are never unpickled",
+    "V": "structured records",
+    "c": "complex numbers",
+    "M": "dates",
+    "m": "time spans",
+}
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """Read a numeric ``.npy`` file, checking its header and size before numpy parses it.
+
+    Raises:
+        ValueError: for a file that is not ``.npy``, a cut header, a truncated body, or a
+            non-numeric dtype (strings, objects: never unpickled); the message names the file.
+    """
+    where = f"{_STAGE}: {_display(path)}"
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+        except ValueError as err:
+            raise ValueError(
+                f"{where} is not a .npy file ({err}; {size:,} bytes). {_REFETCH}."
+            ) from err
+        try:
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read(handle)
+        except (ValueError, OSError, SyntaxError) as err:
+            raise ValueError(
+                f"{where}: the .npy header is cut or unreadable ({err}; the file has "
+                f"{size:,} bytes): an interrupted download or copy. {_REFETCH}."
+            ) from err
+        offset = handle.tell()
+    if dtype.kind not in "biuf":  # bool, int, uint, float
+        raise ValueError(
+            f"{where} holds dtype {'object' if dtype.kind == 'O' else dtype.str} "
+            f"({_KINDS.get(dtype.kind, dtype.kind)}), expected numeric spike counts / trial "
+            f"codes (float or int). Is it the right file? {_REFETCH}."
+        )
+    expected = offset + math.prod(shape) * dtype.itemsize
+    if size != expected:
+        state = "truncated" if size < expected else "longer than its header says"
+        raise ValueError(
+            f"{where} is {state}: its header ({dtype.str}, shape {shape}) implies "
+            f"{expected:,} bytes, the file has {size:,}. {_REFETCH}."
+        )
+    return np.load(path, allow_pickle=False)
+
+
+def _check_counts(spikes: np.ndarray, path: Path) -> None:
+    """Spike counts must be finite and non-negative; name the file, the counts, the first."""
+    values = spikes.astype(np.float64, copy=False) if spikes.dtype.kind == "f" else None
+    if values is None:
+        bad = spikes < 0
+        nan = inf = 0
+    else:
+        isnan, isinf = np.isnan(values), np.isinf(values)
+        nan, inf = int(isnan.sum()), int(isinf.sum())
+        bad = isnan | isinf | (values < 0)
+    negative = int(bad.sum()) - nan - inf
+    if nan or inf or negative:
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{_STAGE}: {_display(path)} holds {nan} NaN, {inf} infinite and {negative} "
+            f"negative entries of {spikes.size:,} (first at (trial, neuron, bin) = {first}: "
+            f"{spikes[first]}); binned spike counts must be finite and >= 0, so the file is "
+            f"corrupt or was modified. {_REFETCH}."
+        )
+
+
 def load_rats(root: str | Path) -> RatWindows:
     """Read the five rats' recordings and build the MMVM samples (mmvm.md §3).
+
+    Every file is checked before use (``.npy`` header, byte size, numeric dtype; never
+    unpickled) and the spike counts must be finite and non-negative.
 
     Args:
         root: folder holding ``{rat}_spike_data_binned.npy`` ``(trials, neurons, 400)`` and
@@ -204,8 +286,9 @@ def load_rats(root: str | Path) -> RatWindows:
     Raises:
         FileNotFoundError: when any expected file is missing; the message lists all of them
             and the Dryad DOI.
-        ValueError: for arrays of the wrong shape, mismatched trial counts or odor codes
-            outside ``1 .. 5``.
+        ValueError: for a truncated or non-``.npy`` file, a non-numeric dtype, NaN, infinite
+            or negative spike counts, arrays of the wrong shape, mismatched trial counts or
+            odor codes outside ``1 .. 5``; the message names the file.
     """
     root = Path(root)
     files = expected_files(root)
@@ -220,21 +303,27 @@ def load_rats(root: str | Path) -> RatWindows:
     for rat in RATS:
         spikes_path = root / f"{rat}_spike_data_binned.npy"
         info_path = root / f"{rat}_trial_info.npy"
-        spikes = np.load(spikes_path)
-        info = np.load(info_path)
+        spikes = _load_npy(spikes_path)
+        info = _load_npy(info_path)
         if spikes.ndim != 3 or spikes.shape[2] != N_BINS:
             raise ValueError(
-                f"{spikes_path.name} has shape {spikes.shape}, expected (trials, neurons, {N_BINS})"
+                f"{_STAGE}: {_display(spikes_path)} has shape {spikes.shape}, expected "
+                f"(trials, neurons, {N_BINS})"
             )
         if info.ndim != 2 or info.shape[1] <= ODOR_COLUMN or info.shape[0] != spikes.shape[0]:
             raise ValueError(
-                f"{info_path.name} has shape {info.shape}, expected ({spikes.shape[0]}, 4) "
-                "like the trials of the spike file"
+                f"{_STAGE}: {_display(info_path)} has shape {info.shape}, expected "
+                f"({spikes.shape[0]}, 4) like the trials of the spike file"
             )
+        _check_counts(spikes, spikes_path)
         codes = np.asarray(info[:, ODOR_COLUMN], dtype=np.float64)
         if not np.all(np.isin(codes, np.arange(1, N_ODORS + 1))):
             bad = sorted(set(codes[~np.isin(codes, np.arange(1, N_ODORS + 1))].tolist()))
-            raise ValueError(f"{info_path.name}: odor column holds {bad[:5]}, expected 1 .. 5")
+            first = int(np.flatnonzero(~np.isin(codes, np.arange(1, N_ODORS + 1)))[0])
+            raise ValueError(
+                f"{_STAGE}: {_display(info_path)}: odor column holds {bad[:5]} (first at "
+                f"trial {first}), expected 1 .. 5. {_REFETCH}."
+            )
         windows[rat] = torch.from_numpy(np.ascontiguousarray(spikes[:, :, _window_bins(rat)]))
         odor[rat] = torch.from_numpy(codes.astype(np.int64))
     return _pair(windows, odor, f"Dryad recordings ({_display(root)})")

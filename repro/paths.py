@@ -8,9 +8,23 @@ directory to the first ``pyproject.toml`` that declares the ``repro`` project.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
-__all__ = ["repo_root", "figures_dir", "data_root", "cache_dir", "runs_dir", "notebooks_dir"]
+__all__ = [
+    "repo_root",
+    "figures_dir",
+    "data_root",
+    "cache_dir",
+    "runs_dir",
+    "notebooks_dir",
+    "DATASET_FOLDERS",
+]
+
+#: The folders the loaders look for below the data root (``repro.data``).
+DATASET_FOLDERS = ("PolyMNIST", "TranslatedPolyMNIST", "MNIST", "SVHN", "rats")
+
+_WARNED: set[str] = set()  # REPRO_DATA values already warned about in this process
 
 
 def _is_repo_root(path: Path) -> bool:
@@ -71,13 +85,49 @@ def runs_dir(profile: str) -> Path:
     return repo_root() / "runs" / profile
 
 
+def _data_problem(root: Path) -> str | None:
+    """What makes ``root`` useless as a data root, or ``None`` when it is fine."""
+    if not root.exists():
+        return "does not exist"
+    if not root.is_dir():
+        return "is a file, not a folder (point it at the folder that holds the datasets)"
+    try:
+        if any((root / name).exists() for name in DATASET_FOLDERS):
+            return None
+    except OSError as err:
+        return f"cannot be read ({err})"
+    return f"is a folder holding none of the expected dataset folders {list(DATASET_FOLDERS)}"
+
+
 def data_root() -> Path:
     """Return the data root: ``$REPRO_DATA`` if set, else ``<repo>/data``.
 
-    Real datasets (MNIST, PolyMNIST, the rat recordings, ...) are looked up below it.
+    Real datasets (MNIST, PolyMNIST, the rat recordings, ...) are looked up below it. When
+    ``REPRO_DATA`` is set but names a missing path, a file, or a folder holding none of
+    :data:`DATASET_FOLDERS`, a ``UserWarning`` says so (once per value and process): the
+    loaders then fall back to their embedded stand-ins, which is right for quick runs but
+    rarely what setting the variable meant. An absent ``<repo>/data`` is the normal quick
+    case and gives no warning.
+
+    Returns:
+        The data root (not checked further, not created).
     """
     env = os.environ.get("REPRO_DATA")
-    return Path(env).expanduser() if env else repo_root() / "data"
+    if not env:
+        return repo_root() / "data"
+    root = Path(env).expanduser()
+    if env not in _WARNED:
+        problem = _data_problem(root)
+        if problem is not None:
+            _WARNED.add(env)
+            warnings.warn(
+                f"REPRO_DATA={env!r} {problem}; the embedded stand-ins (and simulators) will be "
+                "used instead of real data. Fix: point REPRO_DATA at the folder holding "
+                f"{', '.join(DATASET_FOLDERS)}, or unset it.",
+                UserWarning,
+                stacklevel=2,
+            )
+    return root
 
 
 def cache_dir() -> Path:

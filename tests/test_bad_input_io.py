@@ -43,7 +43,9 @@ def test_full_disk_names_destination_free_space_and_fix(tmp_path, monkeypatch, f
     assert err.value.errno == errno.ENOSPC
     assert str(path) in message and "free" in message and "REPRO_CACHE" in message
     assert "stage 'joint'" in message and "unchanged" in message
-    assert re.search(rf"\d+\.\d (GiB|MiB) free of .* on the file system of {tmp_path}", message)
+    assert re.search(
+        rf"\d+\.\d (GiB|MiB) free of .* on the file system of {re.escape(str(tmp_path))}", message
+    )
     assert path.read_bytes() == before  # the previous file is intact
     assert _leftovers(path.parent) == []  # the temporary file is gone
 

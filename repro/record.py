@@ -12,6 +12,7 @@ import io
 import json
 import platform
 import subprocess
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from repro.config import PROFILES
 from repro.io import atomic_write_set
 from repro.paths import figures_dir, repo_root, runs_dir
 
-__all__ = ["sidecar", "savefig"]
+__all__ = ["sidecar", "savefig", "figure_folder", "check_writable"]
 
 EXTENSIONS = ("png", "pdf", "json")
 
@@ -95,6 +96,89 @@ def _identity(result: Any) -> tuple[str, str, Any]:
     return name, profile, cfg
 
 
+def _display(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it, else absolute."""
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(repo_root()))
+    except (ValueError, FileNotFoundError):
+        return str(path)
+
+
+def figure_folder(cfg: Any, folder: str | Path | None = None) -> Path:
+    """The folder :func:`savefig` writes a figure of ``cfg`` to (not created here).
+
+    Args:
+        cfg: a figure config (``profile``, optionally ``smoke``).
+        folder: an explicit folder, returned as it is.
+
+    Returns:
+        ``figures/<profile>/``, or ``runs/<profile>-smoke/`` for a smoke run (which must never
+        overwrite a real figure).
+
+    Raises:
+        ValueError: for a config without a known ``profile``.
+    """
+    if folder is not None:
+        return Path(folder)
+    profile = getattr(cfg, "profile", None)
+    if profile not in PROFILES:
+        raise ValueError(
+            f"unknown profile {profile!r} in the config; choose one of {PROFILES} (got a "
+            f"{type(cfg).__name__})"
+        )
+    return runs_dir(f"{profile}-smoke") if getattr(cfg, "smoke", False) else figures_dir(profile)
+
+
+def check_writable(cfg: Any, folder: str | Path | None = None) -> Path:
+    """Make sure the figure of ``cfg`` can be saved, before anything is computed.
+
+    Figure modules call it first in ``run(cfg)``: the folder is resolved as :func:`savefig`
+    resolves it, created if needed, and a probe file is written and deleted in it, so that a
+    read-only or missing output folder fails in seconds instead of after the training.
+
+    Args:
+        cfg: a figure config (``profile``, optionally ``smoke``).
+        folder: an explicit folder (default: :func:`figure_folder`).
+
+    Returns:
+        The folder, which exists and takes files.
+
+    Raises:
+        ValueError: for a config without a known ``profile``.
+        PermissionError: when the folder (or a parent) cannot be created or written; the
+            message names the folder, the stage ("before training") and the fix.
+        OSError: for other failures (read-only file system, a file in the way, a full disk),
+            with the same message.
+    """
+    target = figure_folder(cfg, folder)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target, prefix=".write-probe-") as probe:
+            probe.write(b"probe")
+            probe.flush()
+    except OSError as err:
+        raise type(err)(
+            err.errno,
+            f"the figure folder {_display(target)} is not writable ({err.strerror or err}); "
+            "checked before training, so nothing has been computed yet. Fix: make the folder "
+            f"writable (e.g. chmod u+w {target}, or free space on its disk), or run from a "
+            "checkout you can write to (REPRO_ROOT points at another one).",
+        ) from err
+    return target
+
+
+def _keep_unsaved(name: str, rendered: Mapping[str, bytes]) -> tuple[Path | None, str]:
+    """Write ``rendered`` into a fresh temporary folder; return the JSON path (or why not)."""
+    try:
+        spare = Path(tempfile.mkdtemp(prefix=f"repro-unsaved-{name}-"))
+        for ext, data in rendered.items():
+            (spare / f"{name}.{ext}").write_bytes(data)
+        return spare / f"{name}.json", ""
+    except OSError as err:
+        return None, str(err)
+
+
 def sidecar(result: Any, files: Mapping[str, bytes] | None = None) -> dict[str, Any]:
     """The JSON record written next to a figure.
 
@@ -151,13 +235,12 @@ def savefig(fig: Figure, result: Any, folder: str | Path | None = None) -> dict[
     Raises:
         ValueError: for a result without a figure config, an unknown profile or a bad name.
         FileNotFoundError: if the repository (hence ``figures/``) cannot be located.
+        OSError: when writing fails (read-only folder, full disk): the previous three files
+            stay together, the new ones (the sidecar JSON with every metric, the PNG, the PDF)
+            are kept in a fresh temporary folder that the message names.
     """
-    name, profile, cfg = _identity(result)
-    if folder is None:  # a smoke run must never overwrite a real figure
-        folder = (
-            runs_dir(f"{profile}-smoke") if getattr(cfg, "smoke", False) else figures_dir(profile)
-        )
-    folder = Path(folder)
+    name, _, cfg = _identity(result)
+    folder = figure_folder(cfg, folder)  # a smoke run must never overwrite a real figure
     rendered = {}
     for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None})):
         buffer = io.BytesIO()
@@ -166,5 +249,21 @@ def savefig(fig: Figure, result: Any, folder: str | Path | None = None) -> dict[
     record = sidecar(result, rendered)
     rendered["json"] = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8")
     paths = {ext: folder / f"{name}.{ext}" for ext in EXTENSIONS}
-    atomic_write_set({paths[ext]: rendered[ext] for ext in EXTENSIONS})
+    try:
+        atomic_write_set({paths[ext]: rendered[ext] for ext in EXTENSIONS})
+    except OSError as err:
+        kept, why = _keep_unsaved(name, rendered)
+        where = (
+            f"the result is kept in {kept} (with the PNG and PDF beside it)"
+            if kept is not None
+            else f"a spare copy could not be written either ({why})"
+        )
+        raise type(err)(
+            err.errno,
+            f"saving figure {name!r} into {_display(folder)} failed after the run "
+            f"({err.strerror or err}); the previous files there are unchanged, and {where}. "
+            "The result is also still in memory. Fix: make the folder writable or free space "
+            "on its disk, then call record.savefig(fig, result) again (or pass folder=... to "
+            "write elsewhere); run figures call record.check_writable(cfg) first.",
+        ) from err
     return paths

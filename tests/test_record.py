@@ -2,6 +2,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import tempfile
 
 import matplotlib
 
@@ -20,6 +21,12 @@ class Result:
     metrics: dict
     details: dict = dataclasses.field(default_factory=dict)
     seconds: float | None = None
+
+
+@pytest.fixture(autouse=True)
+def _spare_copies_in_tmp_path(tmp_path, monkeypatch):
+    """A failed savefig keeps its files in a temporary folder: keep those in tmp_path."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
 
 @pytest.fixture

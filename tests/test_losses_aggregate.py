@@ -404,6 +404,45 @@ def test_chunks_follow_mmvmvae():
     )
 
 
+def test_chunks_with_the_subset_averaged_kl_follow_the_official_mopoe():
+    # BaseMMVae.py:forward: each row's own chunk reconstruction, minus beta * the KL averaged
+    # over all C subsets (calc_group_divergence_moe with uniform weights), for every row
+    log_px = torch.randn(2, 3, 10)
+    kls = torch.rand(3, 10)
+    index = torch.tensor([2, 0, 1, 1, 0, 2, 2, 0, 1, 0])
+    value = stratified_elbo(log_px, kls, beta=2.0, stratified="chunks", chunk_kl="mean",
+                            index=index)  # fmt: skip
+    rows = torch.arange(10)
+    hand = log_px.mean(0)[index, rows] - 2.0 * (kls[0] + kls[1] + kls[2]) / 3
+    torch.testing.assert_close(value, hand)
+    chosen = stratified_elbo(log_px, kls, beta=2.0, stratified="chunks", index=index)
+    torch.testing.assert_close(chosen, log_px.mean(0)[index, rows] - 2.0 * kls[index, rows])
+    # averaged over the C assignments of a row, the chunk value is the "all" value
+    per_subset = [
+        stratified_elbo(log_px, kls, stratified="chunks", chunk_kl="mean",
+                        index=torch.full((10,), c))
+        for c in range(3)
+    ]  # fmt: skip
+    torch.testing.assert_close(torch.stack(per_subset).mean(0), stratified_elbo(log_px, kls))
+    with pytest.raises(ValueError, match="chunk_kl must be"):
+        stratified_elbo(log_px, kls, stratified="chunks", chunk_kl="own")
+    with pytest.raises(ValueError, match=r"index must be \(10,\)"):
+        stratified_elbo(log_px, kls, stratified="chunks", index=index[:4])
+
+
+def test_chunk_remainder_rules():
+    # the reference codes: leftovers to the last component; "random": distinct components
+    assert chunk_components(10, 3, "last").tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2]
+    drawn = chunk_components(10, 3, "random", torch.Generator().manual_seed(0))
+    assert drawn[:9].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2] and 0 <= int(drawn[9]) <= 2
+    small = chunk_components(2, 3, "random", torch.Generator().manual_seed(0))
+    assert len(set(small.tolist())) == 2  # B < C: distinct components, not all the last
+    g = torch.Generator().manual_seed(5)
+    state = g.get_state()
+    assert chunk_components(9, 3, "random", g).tolist() == chunk_components(9, 3).tolist()
+    assert torch.equal(g.get_state(), state)  # nothing drawn when C divides B
+
+
 def test_argument_errors():
     log_px, kls = torch.zeros(2, 3, 4), torch.zeros(3, 4)
     with pytest.raises(ValueError, match="stratified must be"):

@@ -18,10 +18,17 @@ evaluated at them have batch ``(K, C, B)``.
 
 * ``kl_per_modality`` (mmvmvae ``mv_joint_vae.py:compute_loss``): the KL to the prior is
   computed once per modality against the same aggregate and summed, i.e. ``M * KL``;
-* ``stratified="chunks"`` (mmvmvae ``mv_vae.py:aggregate_latents_moe``, also the official
-  MoPoE ``mixture_component_selection``): the batch is cut into ``C`` contiguous chunks and
-  chunk ``c`` uses component ``c`` only, instead of evaluating every component for every
-  sample (``stratified="all"``).
+* ``stratified="chunks"``: the batch is cut into ``C`` contiguous chunks and chunk ``c`` draws
+  its latent from component ``c`` only, instead of evaluating every component for every
+  sample (``stratified="all"``). Two reference codes differ in the KL term:
+  ``chunk_kl="chosen"``, the KL of each row's own component (mmvmvae
+  ``mv_vae.py:aggregate_latents_moe`` with ``mv_joint_vae.py:compute_loss``), and
+  ``chunk_kl="mean"``, the KL averaged over all ``C`` components for every row (the official
+  MoPoE ``utils/BaseMMVae.py:forward``, ``divergence_static_prior`` ->
+  ``mm_div.py:calc_group_divergence_moe``; MultiVae ``mopoe_model.py:calc_joint_divergence``).
+  Both codes give the ``B mod C`` leftover rows to the last component
+  (:func:`chunk_components` ``remainder="last"``); ``remainder="random"`` spreads them so that
+  every component gets ``B / C`` rows in expectation.
 """
 
 from __future__ import annotations
@@ -45,9 +52,13 @@ __all__ = [
     "stratified_elbo",
     "chunk_components",
     "STRATIFIED",
+    "CHUNK_KL",
+    "REMAINDERS",
 ]
 
 STRATIFIED = ("all", "chunks")
+CHUNK_KL = ("chosen", "mean")  # KL term of stratified="chunks": own component, or all averaged
+REMAINDERS = ("last", "random")  # who takes the B mod C leftover rows of the chunks
 
 
 def presence(mask: Tensor | None, modalities: Sequence[str]) -> dict[str, Tensor] | None:
@@ -308,35 +319,65 @@ def mmvae_dreg(log_w: Tensor, z: Tensor, weights: Tensor | None = None) -> Tenso
     return value.detach() + (surrogate - surrogate.detach())
 
 
-def chunk_components(batch_size: int, n_components: int) -> Tensor:
-    """Component of every row under mmvmvae's contiguous-chunk stratification.
+def chunk_components(
+    batch_size: int,
+    n_components: int,
+    remainder: str = "last",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Component of every row under the contiguous-chunk stratification.
 
-    Rows ``[c * n, (c + 1) * n)`` use component ``c`` with ``n = floor(B / C)``; the last
-    component also takes the remainder (and every row when ``B < C``).
+    Rows ``[c * n, (c + 1) * n)`` use component ``c``, with ``n = floor(B / C)``. The
+    ``r = B mod C`` leftover rows (every row when ``B < C``) go:
+
+    * ``remainder="last"``: to the last component, as in every reference code (the official
+      MoPoE ``utils/utils.py:mixture_component_selection`` and MultiVae
+      ``mopoe_model.py:deterministic_mixture_component_selection`` cut ``floor(B * 1/C)`` rows
+      per component and give the rest to the last one; mmvmvae
+      ``mv_vae.py:aggregate_latents_moe`` does the same). The last component then weighs
+      ``(n + r) / B`` instead of ``1 / C`` (0.4 instead of 1/3 at ``B = 10, C = 3``), and with
+      ``B < C`` it takes the whole batch.
+    * ``remainder="random"``: row ``C n + j`` to the ``j``-th of ``r`` distinct components drawn
+      uniformly without replacement (one ``torch.randperm(C)`` from ``generator``, sorted).
+      Every component then has ``n`` or ``n + 1`` rows and exactly ``B / C`` rows in
+      expectation, so over steps each component gets equal weight for any batch size. Nothing
+      is drawn when ``C`` divides ``B``: both rules then give the same rows.
 
     Args:
         batch_size: ``B``.
         n_components: ``C``.
+        remainder: ``"last"`` or ``"random"`` (see above).
+        generator: source of the ``"random"`` draw (``None``: the global RNG).
 
     Returns:
         ``(B,)`` long component indices.
 
     Raises:
-        ValueError: for ``batch_size`` or ``n_components`` below 1.
+        ValueError: for ``batch_size`` or ``n_components`` below 1, or an unknown
+            ``remainder``.
 
     References:
-        Code ``thomassutter/mmvmvae`` ``mv_vae.py:aggregate_latents_moe``.
+        Code ``thomassutter/MoPoE`` ``utils/utils.py:mixture_component_selection``;
+        ``thomassutter/mmvmvae`` ``mv_vae.py:aggregate_latents_moe``.
     """
     if batch_size < 1 or n_components < 1:
         raise ValueError(
             f"chunk_components needs batch_size, n_components >= 1, got "
             f"{batch_size}, {n_components}"
         )
-    size = batch_size // n_components
-    rows = torch.arange(batch_size)
-    if size == 0:
-        return torch.full((batch_size,), n_components - 1, dtype=torch.long)
-    return torch.clamp(rows // size, max=n_components - 1)
+    if remainder not in REMAINDERS:
+        raise ValueError(f"remainder must be one of {REMAINDERS}, got {remainder!r}")
+    size, extra = divmod(batch_size, n_components)
+    index = torch.arange(n_components).repeat_interleave(size)  # (C n,)
+    if extra == 0:
+        return index
+    if remainder == "last":
+        tail = torch.full((extra,), n_components - 1, dtype=torch.long)
+    else:
+        device = generator.device if generator is not None else None
+        draw = torch.randperm(n_components, generator=generator, device=device)
+        tail = draw[:extra].sort().values.cpu()
+    return torch.cat([index, tail])
 
 
 def stratified_elbo(
@@ -347,6 +388,8 @@ def stratified_elbo(
     stratified: str = "all",
     kl_per_modality: bool = False,
     n_modalities: Tensor | int | None = None,
+    chunk_kl: str = "chosen",
+    index: Tensor | None = None,
 ) -> Tensor:
     """Stratified ELBO of a mixture: ``sum_c pi_c (E_{q_c}[log p(X|z)] - beta KL(q_c || p))``.
 
@@ -369,28 +412,38 @@ def stratified_elbo(
             components are left out.
         beta: KL weight.
         stratified: ``"all"`` (default) evaluates every component for every sample;
-            ``"chunks"`` is the **quirk** of mmvmvae's MoE/MoPoE baselines (and of the official
-            MoPoE sampler): row ``b`` uses component :func:`chunk_components` ``(B, C)[b]``
-            only (needs uniform weights, i.e. no mask).
+            ``"chunks"`` (the official MoPoE and mmvmvae samplers) takes row ``b``'s
+            reconstruction from component ``index[b]`` only (needs uniform weights, i.e. no
+            mask).
         kl_per_modality: **quirk** of mmvmvae's joint models: the KL is multiplied by the
             number of modalities ``n_modalities``.
         n_modalities: ``M`` per sample, ``(B,)`` or an int; needed with ``kl_per_modality``.
+        chunk_kl: the KL term of ``"chunks"``: ``"chosen"`` (default), row ``b``'s own
+            component ``KL(q_{index[b]} || p)`` (mmvmvae); ``"mean"``, ``1/C sum_c KL(q_c ||
+            p)`` for every row (the official MoPoE and MultiVae). With ``"mean"`` the value
+            averaged over a uniformly random assignment of components is the ``"all"`` value.
+        index: ``(B,)`` component of every row for ``"chunks"`` (default
+            :func:`chunk_components` ``(B, C)``, the leftover rows to the last component).
 
     Returns:
         ``(B,)`` values.
 
     Raises:
-        ValueError: for bad shapes, an unknown ``stratified``, chunks with non-uniform weights,
-            or ``kl_per_modality`` without ``n_modalities``.
+        ValueError: for bad shapes, an unknown ``stratified`` or ``chunk_kl``, chunks with
+            non-uniform weights, or ``kl_per_modality`` without ``n_modalities``.
 
     References:
         Sutter, Daunhawer & Vogt, "Generalized Multimodal ELBO", ICLR 2021 (arXiv 2105.02470),
         the MoPoE ELBO (equation number unverified; code ``thomassutter/MoPoE``,
-        ``BaseMMVae.py``: chunk-sampled reconstruction plus the subset-averaged KL); Shi et al.,
-        arXiv 1911.03393 (code ``iffsid/mmvae`` ``objectives.py:m_elbo``).
+        ``utils/BaseMMVae.py:forward`` and ``run_epochs.py:basic_routine_epoch``: chunk-sampled
+        reconstruction plus the subset-averaged KL); ``thomassutter/mmvmvae``
+        ``mv_joint_vae.py:compute_loss`` (the chosen component's KL); Shi et al., arXiv
+        1911.03393 (code ``iffsid/mmvae`` ``objectives.py:m_elbo``).
     """
     if stratified not in STRATIFIED:
         raise ValueError(f"stratified must be one of {STRATIFIED}, got {stratified!r}")
+    if chunk_kl not in CHUNK_KL:
+        raise ValueError(f"chunk_kl must be one of {CHUNK_KL}, got {chunk_kl!r}")
     if log_px_z.dim() != 3 or kl_divergence.shape != log_px_z.shape[1:]:
         raise ValueError(
             f"log_px_z must be (K, C, B) and kl_divergence (C, B); got "
@@ -409,5 +462,11 @@ def stratified_elbo(
         raise ValueError(
             "stratified='chunks' needs uniform mixture weights (no missing modalities)"
         )
-    index = chunk_components(batch, n_comp).to(per_component.device)
-    return per_component.gather(0, index.unsqueeze(0)).squeeze(0)
+    if index is None:
+        index = chunk_components(batch, n_comp)
+    if index.shape != (batch,):
+        raise ValueError(f"index must be ({batch},), got {tuple(index.shape)}")
+    row = index.to(per_component.device).unsqueeze(0)  # (1, B)
+    if chunk_kl == "chosen":
+        return per_component.gather(0, row).squeeze(0)
+    return log_px_z.mean(0).gather(0, row).squeeze(0) - beta * kl_divergence.mean(0)

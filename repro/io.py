@@ -25,6 +25,7 @@ __all__ = [
     "atomic_write_set",
     "is_disk_full",
     "describe_free_space",
+    "ensure_writable",
 ]
 
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -76,6 +77,37 @@ def describe_free_space(path: str | Path) -> str:
     except OSError:
         return f"free space unknown on the file system of {folder}"
     return f"{_gib(usage.free)} free of {_gib(usage.total)} on the file system of {folder}"
+
+
+def ensure_writable(folder: str | Path, stage: str, fix: str) -> Path:
+    """Create ``folder`` if needed and check that it takes a file (write and delete a probe).
+
+    Args:
+        folder: the output folder.
+        stage: when the check runs, for the message (e.g. ``"checked before training"``).
+        fix: the advice that ends the message.
+
+    Returns:
+        The folder.
+
+    Raises:
+        PermissionError: when the folder or a parent cannot be created or written.
+        OSError: for other failures (read-only file system, a file in the way, a full disk).
+            Both name the folder, ``stage`` and ``fix`` and keep the original errno.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-") as probe:
+            probe.write(b"probe")
+            probe.flush()
+    except OSError as err:
+        raise type(err)(
+            err.errno,
+            f"the output folder {folder} is not writable ({err.strerror or err}); {stage}. "
+            f"Fix: {fix}",
+        ) from err
+    return folder
 
 
 def _disk_full(

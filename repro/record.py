@@ -23,7 +23,7 @@ import torch
 from matplotlib.figure import Figure
 
 from repro.config import PROFILES
-from repro.io import atomic_write_set
+from repro.io import atomic_write_set, ensure_writable
 from repro.paths import figures_dir, repo_root, runs_dir
 
 __all__ = ["sidecar", "savefig", "figure_folder", "check_writable"]
@@ -152,20 +152,12 @@ def check_writable(cfg: Any, folder: str | Path | None = None) -> Path:
             with the same message.
     """
     target = figure_folder(cfg, folder)
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target, prefix=".write-probe-") as probe:
-            probe.write(b"probe")
-            probe.flush()
-    except OSError as err:
-        raise type(err)(
-            err.errno,
-            f"the figure folder {_display(target)} is not writable ({err.strerror or err}); "
-            "checked before training, so nothing has been computed yet. Fix: make the folder "
-            f"writable (e.g. chmod u+w {target}, or free space on its disk), or run from a "
-            "checkout you can write to (REPRO_ROOT points at another one).",
-        ) from err
-    return target
+    return ensure_writable(
+        target,
+        "checked before training (record.check_writable), so nothing has been computed yet",
+        f"make the folder writable (e.g. chmod u+w {target}, or free space on its disk), or "
+        "run from a checkout you can write to (REPRO_ROOT points at another one).",
+    )
 
 
 def _keep_unsaved(name: str, rendered: Mapping[str, bytes]) -> tuple[Path | None, str]:

@@ -162,12 +162,47 @@ def test_mvae_random_subsets():
     assert not torch.allclose(train, evaluation)  # the subset terms are training-only
 
 
-def test_mvae_warmup_anneals_the_kl():
-    model = MVAE(*_nets("ab"), D, beta=2.0, warmup=4)
+def _original_annealing_factor(epoch, batch_idx, n_batches, annealing_epochs):
+    """``mhw32/multimodal-vae-public`` ``mnist/train.py:train`` (epochs 1-based)."""
+    if epoch < annealing_epochs:
+        return (batch_idx + (epoch - 1) * n_batches + 1) / (annealing_epochs * n_batches)
+    return 1.0
+
+
+def test_mvae_warmup_is_the_original_per_batch_ramp():
+    model = MVAE(*_nets("ab"), D, beta=2.0, warmup=3, steps_per_epoch=4).train()
+    x = _data(model.modalities, n=2)
+    for epoch in range(1, 6):
+        model.set_epoch(epoch)
+        for batch_idx in range(4):
+            expected = 2.0 * _original_annealing_factor(epoch, batch_idx, 4, 3)
+            assert model.kl_weight() == pytest.approx(expected, rel=1e-15), (epoch, batch_idx)
+            model.bound(x)  # one training step
+    model.eval()
     model.set_epoch(1)
-    assert model.kl_weight() == 0.5
-    model.set_epoch(10)
-    assert model.kl_weight() == 2.0
+    assert model.kl_weight() == 2.0  # the original test loop evaluates the full ELBO
+    model.bound(x)
+    assert model.step == 0  # evaluation does not count as a step
+
+
+def test_mvae_warmup_through_fit_and_without_set_epoch():
+    model = MVAE(*_nets("ab"), D, beta=1.0, warmup=2, steps_per_epoch=3)
+    seen = []
+    weight = model.kl_weight
+    model.kl_weight = lambda: seen.append(weight()) or seen[-1]
+    data = _data(model.modalities, n=9)  # 3 batches of 3 per epoch
+    fit(model, model.bound, data, TrainConfig(epochs=3, batch_size=3, progress=False))
+    per_step = seen[:: 1 + len(model.modalities)]  # joint + unimodal ELBOs share one weight
+    expected = [_original_annealing_factor(e, b, 3, 2) for e in (1, 2, 3) for b in range(3)]
+    assert per_step == pytest.approx(expected, rel=1e-15)
+    assert len(seen) == 9 * (1 + len(model.modalities))
+    # without set_epoch (a hand-written loop), the global step count rolls over the epochs
+    bare = MVAE(*_nets("ab"), D, warmup=2, steps_per_epoch=3).train()
+    values = []
+    for _ in range(8):
+        values.append(bare.kl_weight())
+        bare.bound(data)
+    assert values == pytest.approx([1 / 6, 2 / 6, 3 / 6, 1, 1, 1, 1, 1], rel=1e-15)
 
 
 def test_defaults_follow_the_papers():
@@ -181,7 +216,7 @@ def test_defaults_follow_the_papers():
     assert (mopoe.chunk_kl, mopoe.chunk_remainder) == ("mean", "random")
     assert (AVG(e, d, D).beta, AVG(e, d, D).kl_per_modality) == (1.0, False)
     mvae = MVAE(e, d, D)
-    assert (mvae.k_subsets, mvae.beta, mvae.warmup) == (1, 1.0, 0)
+    assert (mvae.k_subsets, mvae.beta, mvae.warmup, mvae.steps_per_epoch) == (1, 1.0, 0, None)
 
 
 @pytest.mark.parametrize("kind", ["mopoe", "mmvae_chunks"])
@@ -213,6 +248,10 @@ def test_invalid_arguments():
         AVG(e, d, D, K=0)
     with pytest.raises(ValueError, match="k_subsets"):
         MVAE(e, d, D, k_subsets=-1)
+    with pytest.raises(ValueError, match="needs steps_per_epoch"):
+        MVAE(e, d, D, warmup=2)
+    with pytest.raises(ValueError, match="needs steps_per_epoch"):
+        MVAE(e, d, D, warmup=2, steps_per_epoch=0)
     model = AVG(e, d, D)
     with pytest.raises(ValueError, match=r"lacks modalities \['b'\]"):
         model.bound({"a": torch.zeros(2, 4)})

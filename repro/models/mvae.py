@@ -40,13 +40,17 @@ class MVAE(MultimodalVAE):
         k_subsets: number of random subset ELBOs per step (``--approx-m``, default 1, in the
             original code ``mhw32/multimodal-vae-public``; MultiVae ``MVAEConfig.k``).
         beta: KL weight after warm-up (1 in the paper).
-        warmup: epochs of linear KL annealing, ``beta * min(1, epoch / warmup)`` (0: none; the
-            original code anneals over experiment-specific spans, e.g. 20 epochs on CelebA).
+        warmup: epochs of KL annealing, ramped per training step (0: none; the original code
+            anneals over experiment-specific spans, e.g. 20 epochs on CelebA, 200 on MNIST);
+            see :meth:`kl_weight`.
         likelihood_weights: optional per-modality likelihood rescaling (the original code's
             ``lambda_image`` / ``lambda_text``); ``None`` for the plain ELBO.
+        steps_per_epoch: ``N``, training steps per epoch (``ceil(n_train / batch_size)`` with
+            :func:`repro.train.fit`); needed with ``warmup``.
 
     Raises:
-        ValueError: for negative ``k_subsets`` or ``warmup``.
+        ValueError: for negative ``k_subsets`` or ``warmup``, or ``warmup`` without a positive
+            ``steps_per_epoch``.
 
     References:
         Wu & Goodman, "Multimodal Generative Models for Scalable Weakly-Supervised Learning",
@@ -63,13 +67,21 @@ class MVAE(MultimodalVAE):
         beta: float = 1.0,
         warmup: int = 0,
         likelihood_weights: Mapping[str, float] | None = None,
+        steps_per_epoch: int | None = None,
     ) -> None:
         super().__init__(encoders, decoders, latent_dim)
         if k_subsets < 0 or warmup < 0:
             raise ValueError(
                 f"k_subsets and warmup must be >= 0, got k_subsets={k_subsets}, warmup={warmup}"
             )
+        if warmup > 0 and (steps_per_epoch is None or steps_per_epoch < 1):
+            raise ValueError(
+                f"warmup={warmup} anneals per training step and needs steps_per_epoch >= 1 "
+                f"(batches per epoch), got steps_per_epoch={steps_per_epoch}"
+            )
         self.k_subsets, self.beta, self.warmup = k_subsets, beta, warmup
+        self.steps_per_epoch = steps_per_epoch
+        self.step = 0  # training-mode bound() calls since the last set_epoch (batch index)
         self.likelihood_weights = dict(likelihood_weights) if likelihood_weights else None
 
     def aggregate(
@@ -78,11 +90,35 @@ class MVAE(MultimodalVAE):
         """PoE of the experts and the prior expert; ``mask`` ``(B, |S|)`` drops absent ones."""
         return product_of_experts(list(experts.values()), prior=self.prior(), mask=mask)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Called by :func:`repro.train.fit` with the 1-based epoch; restarts the batch count."""
+        super().set_epoch(epoch)
+        self.step = 0
+
     def kl_weight(self) -> float:
-        """``beta``, linearly annealed over the first ``warmup`` epochs."""
-        if self.warmup == 0:
+        """The KL weight of the current step: the original code's per-batch linear warm-up.
+
+        With ``A = warmup``, ``N = steps_per_epoch`` and the 0-based global step
+        ``t = (epoch - 1) N + step`` (``step``: training-mode :meth:`bound` calls since the last
+        :meth:`set_epoch`; without one, since construction, ``epoch`` counting as 1), the
+        weight is ``beta (t + 1) / (A N)`` while ``floor(t / N) + 1 < A`` and ``beta`` from
+        epoch ``A`` on: ``annealing_factor = (batch_idx + (epoch - 1) * N_mini_batches + 1) /
+        (annealing_epochs * N_mini_batches)`` for ``epoch < annealing_epochs``, else 1, in
+        ``mhw32/multimodal-vae-public`` (``mnist/train.py:train``, likewise celeba, multimnist,
+        vision). MultiVae (``mvae_model.py:forward``) ramps ``(epoch - 1 + batch_idx / N) / A``,
+        one step behind. Evaluation mode uses ``beta``, as the original ``test`` loop
+        (MultiVae evaluates at ``(epoch - 1) / A``).
+
+        Returns:
+            The weight (``beta`` without warm-up).
+        """
+        if self.warmup == 0 or not self.training:
             return self.beta
-        return self.beta * min(1.0, max(self.epoch, 1) / self.warmup)
+        n = self.steps_per_epoch
+        t = (max(self.epoch, 1) - 1) * n + self.step
+        if t // n + 1 >= self.warmup:
+            return self.beta
+        return self.beta * (t + 1) / (self.warmup * n)
 
     def random_subsets(self, generator: torch.Generator | None = None) -> list[tuple[str, ...]]:
         """``k_subsets`` distinct subsets of sizes ``2..M-1``, drawn uniformly.
@@ -147,11 +183,14 @@ class MVAE(MultimodalVAE):
             generator: source of the sampling noise and of the random subsets.
 
         Returns:
-            ``(B,)`` values (random subsets only in training mode).
+            ``(B,)`` values (random subsets only in training mode). A training-mode call counts
+            as one step of the KL warm-up (:meth:`kl_weight`).
         """
         x, mask, experts = self.encode_batch(batch)
         joint = self.subset_elbo(x, experts, self.modalities, mask, generator)
         unimodal = [self.subset_elbo(x, experts, [m], mask, generator) for m in self.modalities]
         drawn = self.random_subsets(generator) if self.training else []
         sampled = [self.subset_elbo(x, experts, s, mask, generator) for s in drawn]
+        if self.training:
+            self.step += 1
         return mvae_elbo(joint, unimodal, sampled)

@@ -28,9 +28,14 @@ What is compared (2 modalities ``circle``/``square`` of binary ``1 x 32 x 32`` t
   latent 16, Bernoulli likelihood, beta 1. MultiVae's ``MVAE`` with ``use_subsampling=True``
   (joint + unimodal ELBOs; ours: ``MVAE``, the same objective for 2 modalities) and ``MoPoE``
   with all subsets, each sample reconstructed from one subset's draw (contiguous chunks of the
-  batch; ours: ``MoPoE(stratified="chunks")``, the same objective). ``mopoe-all`` is our
+  batch) plus the KL averaged over all subsets. Ours: ``MoPoE(stratified="chunks")`` with its
+  defaults, the same estimator and cost but not the same values: the leftover ``B mod 3`` rows
+  go to random subsets instead of the last (``chunk_remainder``) and the full-set product has
+  no ``N(0, I)`` expert (``poe_prior_expert``). ``MoPoE(stratified="chunks",
+  chunk_remainder="last", poe_prior_expert="full")`` computes MultiVae's per-sample objective;
+  ``--check-mopoe`` measures both on identical weights and noise (below). ``mopoe-all`` is our
   default ``stratified="all"`` (every subset decoded for every sample, 3x the decoder work) vs
-  the same MultiVae MoPoE: not the same objective, shown for its cost.
+  the same MultiVae MoPoE: its expectation, not its estimator, shown for its cost.
 
 Both sides are built from the same sizes; the MultiVae networks are small mirror modules
 (pythae ``BaseEncoder``/``BaseDecoder``/``BaseJointEncoder``) that receive a copy of our
@@ -47,6 +52,16 @@ Two measurements, each in rounds that alternate the sides (medians of per-round 
   ``repro.train.fit`` (with the stage's ``prepare`` applied to the data beforehand, its cost
   printed separately) vs MultiVae's ``Trainer.train_step`` (its DataLoader, metrics and
   callbacks included).
+
+``--check-mopoe`` times nothing: it builds both MoPoEs on the same weights, draws the same
+latent noise on both sides (MultiVae's ``rsample_from_gaussian`` from the global RNG seeded with
+``s``, ours from a ``torch.Generator`` seeded with ``s``), and prints the largest absolute
+difference of the per-sample objective ``sum_m log p(x_m|z) - beta KL`` for several batch
+sizes, in float64 and float32. MultiVae's per-sample value is rebuilt from its own pieces
+(``inference``, ``rsample_from_gaussian``, its decoders and ``recon_log_probs``,
+``calc_joint_divergence`` on one row at a time) and checked against the loss of its ``forward``.
+It also compares the subset posteriors ``q(z|X_S)`` (MultiVae ``inference(x)['subsets'][S]``)
+and one ``encode(x, S)`` draw with ours.
 
 ``speed-up`` = their time / our time. ``floor`` is the matmul floor of each side's step
 (``bench_floor.py``: the GEMMs its linears run, timed alone), measured in the same rounds;
@@ -445,6 +460,158 @@ def compare(
     return result
 
 
+MOPOE_VARIANTS = {  # label: our MoPoE keyword arguments (besides beta=1, stratified="chunks")
+    "official": {"chunk_remainder": "last", "poe_prior_expert": "full"},
+    "rest-rand": {"poe_prior_expert": "full"},
+    "defaults": {},
+    "chosen-KL": {"chunk_kl": "chosen", "chunk_remainder": "last", "poe_prior_expert": "full"},
+}
+
+
+def _their_mopoe(api: SimpleNamespace, ours: nn.Module) -> nn.Module:
+    """MultiVae's MoPoE on the mirror networks, with ``ours``'s weights copied."""
+    d = ours.latent_dim
+    encoders = {m: api.Encoder(1024, 512, d) for m in MODALITIES}
+    decoders = {m: api.Decoder(d, 512, (1, 32, 32), sigmoid=False) for m in MODALITIES}
+    for m in MODALITIES:
+        if not (
+            copy_weights(ours.encoders[m], encoders[m])
+            and copy_weights(ours.decoders[m], decoders[m])
+        ):
+            raise LookupError(f"weights of {m!r} not copied (shapes differ)")
+    config = api.MoPoEConfig(
+        n_modalities=2,
+        latent_dim=d,
+        input_dims={m: (1, 32, 32) for m in MODALITIES},
+        decoders_dist={m: "bernoulli" for m in MODALITIES},
+        beta=float(ours.beta),
+    )
+    return api.MoPoE(config, encoders, decoders)
+
+
+@torch.no_grad()
+def their_per_sample(api: SimpleNamespace, model: nn.Module, batch: dict, seed: int) -> dict:
+    """MultiVae's MoPoE objective per sample from its own pieces, and its ``forward`` loss."""
+    from multivae.models.base.base_utils import rsample_from_gaussian
+
+    inputs = api.DatasetOutput(data=batch)
+    torch.manual_seed(seed)
+    loss = float(model(inputs, epoch=1).loss)
+    torch.manual_seed(seed)
+    latents = model.inference(inputs)
+    z = rsample_from_gaussian(*latents["joint"])  # the same draw as in forward
+    rec = 0
+    for m in model.encoders:
+        recon = model.decoders[m](z).reconstruction
+        log_p = model.recon_log_probs[m](recon, batch[m]) * model.rescale_factors[m]
+        rec = rec + log_p.reshape(len(z), -1).sum(-1)
+    mus, logvars, weights = latents["mus"], latents["logvars"], latents["weights"]
+    kl = torch.stack(
+        [
+            model.calc_joint_divergence(
+                mus[:, b : b + 1], logvars[:, b : b + 1], weights[:, b : b + 1]
+            )["joint_divergence"]
+            for b in range(len(z))
+        ]
+    )
+    # which subset each row drew: the component whose mean it carries
+    index = (latents["joint"][0].unsqueeze(0) - mus).abs().amax(-1).argmin(0)
+    return {
+        "value": rec - model.model_config.beta * kl,
+        "loss": loss,
+        "index": index,
+        "subsets": latents["subsets"],
+    }
+
+
+@torch.no_grad()
+def check_mopoe(api: SimpleNamespace, args: argparse.Namespace) -> list[dict]:
+    """Our MoPoE vs MultiVae's on identical weights and noise; prints and returns the gaps."""
+    from repro.distributions import gaussian_params
+    from repro.losses.aggregate import chunk_components
+    from repro.models.mopoe import MoPoE
+
+    rows = []
+    print(
+        "MoPoE per-sample objective, ours vs MultiVae "
+        f"{api.version} (identical weights and noise; max |difference| over the batch)"
+    )
+    print(
+        f"{'dtype':8s}{'B':>5s}{'variant':>11s}{'objective':>11s}{'mean loss':>11s}"
+        f"{'rows':>7s}{'their fwd':>11s}{'q(z|X_S)':>10s}{'encode z':>10s}"
+    )
+    for dtype in (torch.float64, torch.float32):
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)  # MultiVae builds its prior expert in the default dtype
+        try:
+            torch.manual_seed(0)
+            base = benchlib.build_mlp_model("mopoe")
+            data = benchlib.toy_data(max(args.check_batch_sizes), seed=0)
+            data = {m: v.to(dtype) for m, v in data.items()}
+            ours_all = {
+                label: MoPoE(
+                    base.encoders, base.decoders, base.latent_dim, beta=1.0,
+                    stratified="chunks", **kwargs,
+                ).eval()
+                for label, kwargs in MOPOE_VARIANTS.items()
+            }  # fmt: skip
+            theirs = _their_mopoe(api, ours_all["official"]).to(dtype).eval()
+            for batch_size in args.check_batch_sizes:
+                batch = {m: v[:batch_size] for m, v in data.items()}
+                seed = 1000 + batch_size
+                ref = their_per_sample(api, theirs, batch, seed)
+                forward_gap = abs(-float(ref["value"].mean()) - ref["loss"])
+                for label, ours in ours_all.items():
+                    value = ours.bound(batch, torch.Generator().manual_seed(seed))
+                    gap = float((value - ref["value"]).abs().max())
+                    index = chunk_components(batch_size, 3, ours.chunk_remainder,
+                                             torch.Generator().manual_seed(seed))  # fmt: skip
+                    moved = int((index != ref["index"]).sum())
+                    q_gap, z_gap = 0.0, 0.0
+                    for key, (mu, logvar) in ref["subsets"].items():
+                        subset = key.split("_")
+                        loc, scale = gaussian_params(ours.posterior(batch, subset))
+                        q_gap = max(q_gap, float((loc - mu).abs().max()))
+                        q_gap = max(q_gap, float((2 * scale.log() - logvar).abs().max()))
+                        torch.manual_seed(seed)
+                        z_theirs = theirs.encode(api.DatasetOutput(data=batch), subset).z
+                        z_ours = ours.sample_posterior(
+                            batch, subset, 1, torch.Generator().manual_seed(seed)
+                        )[0]
+                        z_gap = max(z_gap, float((z_ours - z_theirs).abs().max()))
+                    row = {
+                        "dtype": str(dtype).removeprefix("torch."),
+                        "batch": batch_size,
+                        "variant": label,
+                        "max_abs_objective": gap,
+                        "mean_loss_gap": abs(-float(value.mean()) - ref["loss"]),
+                        "rows_on_other_subsets": moved,
+                        "their_forward_vs_rebuilt": forward_gap,
+                        "max_abs_posterior": q_gap,
+                        "max_abs_encode_z": z_gap,
+                    }
+                    rows.append(row)
+                    print(
+                        f"{row['dtype']:8s}{batch_size:5d}{label:>11s}{gap:11.2e}"
+                        f"{row['mean_loss_gap']:11.2e}{moved:7d}{forward_gap:11.2e}"
+                        f"{q_gap:10.2e}{z_gap:10.2e}",
+                        flush=True,
+                    )
+        finally:
+            torch.set_default_dtype(previous)
+    print(
+        "official: MoPoE(stratified='chunks', chunk_remainder='last', poe_prior_expert='full'); "
+        "rest-rand: the same with chunk_remainder='random' (our default: the B mod 3 leftover "
+        "rows on random subsets); defaults: chunk_remainder='random', no prior expert; "
+        "chosen-KL: official with each row's own subset's KL (mmvmvae's rule, this repo's "
+        "chunks KL before the fix). rows: rows whose subset differs from MultiVae's; their "
+        "fwd: MultiVae's forward loss vs the mean of the rebuilt "
+        "per-sample values; q(z|X_S): means and log-variances of every subset posterior; "
+        "encode z: one draw of encode(x, S) vs sample_posterior(x, S)"
+    )
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparisons and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -459,11 +626,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--same-optimizer", action="store_true", help="plain Adam on both sides")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--check-mopoe",
+        action="store_true",
+        help="compare the MoPoE objectives per sample on identical weights and noise; no timing",
+    )
+    parser.add_argument(
+        "--check-batch-sizes", type=int, nargs="+", default=[12, 10, 2, 256],
+        help="batch sizes of --check-mopoe (3 subsets: 12 divides, 10, 2 and 256 leave rows over)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     api = multivae_api()
     if api is None:
+        if args.check_mopoe:
+            print("MoPoE check NOT RUN: MultiVae is not importable in this environment.")
         return 0
     torch.set_num_threads(args.threads)
+    if args.check_mopoe:
+        rows = check_mopoe(api, args)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            record = {"multivae": api.version, "args": vars(args), "check_mopoe": rows}
+            args.json.write_text(json.dumps(record, indent=2, default=str) + "\n")
+        return 0
     state = benchlib.repo_state()
     print(
         f"repro vs MultiVae {api.version}: batch {args.batch_size}, {args.threads} thread(s), "

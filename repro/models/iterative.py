@@ -352,6 +352,7 @@ class IterativeVAE(MVAE):
         warmup: MVAE KL warm-up epochs (source stage only).
         likelihood_weights: optional per-modality likelihood rescaling (source objective and
             refinement ELBO).
+        steps_per_epoch: training steps per epoch, needed by the per-step warm-up (``MVAE``).
 
     Raises:
         ValueError: for students that do not match the modalities, ``T < 0``, ``K < 1``, an
@@ -386,10 +387,12 @@ class IterativeVAE(MVAE):
         k_subsets: int = 1,
         warmup: int = 0,
         likelihood_weights: Mapping[str, float] | None = None,
+        steps_per_epoch: int | None = None,
     ) -> None:
         super().__init__(
-            encoders, decoders, latent_dim, k_subsets, beta, warmup, likelihood_weights
-        )
+            encoders, decoders, latent_dim, k_subsets, beta, warmup, likelihood_weights,
+            steps_per_epoch,
+        )  # fmt: skip
         if sorted(students) != self.modalities:
             raise ValueError(f"students {sorted(students)} must match modalities {self.modalities}")
         if T < 0 or K < 1:

@@ -102,7 +102,10 @@ def build_model(
         return MMVMVAE(encoders, decoders, d, beta=beta)
     if method == "AVG":
         return AVG(encoders, decoders, d, beta=beta)
-    return MoPoE(encoders, decoders, d, beta=beta, stratified="chunks")  # the code's sampler
+    return MoPoE(
+        encoders, decoders, d, beta=beta, stratified="chunks", chunk_kl="chosen",
+        chunk_remainder="last",
+    )  # fmt: skip  # mmvmvae's sampler and KL (its own chunk's KL per row, leftovers to the last)
 
 
 def split_data(

@@ -44,6 +44,8 @@ __all__ = [
     "distribution_validation",
     "PROGRESS_ENV",
     "HEADLESS_ENV",
+    "headless",
+    "progress_record",
 ]
 
 Batch = Mapping[str, Tensor]
@@ -251,8 +253,31 @@ def _check_each_step(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
-def _headless() -> bool:
+def headless() -> bool:
+    """Whether progress bars are off: the batch runner, nbval, or :data:`HEADLESS_ENV` set."""
     return bool(os.environ.get(HEADLESS_ENV) or os.environ.get(PROGRESS_ENV))
+
+
+def progress_record(desc: str, event: str, done: int, total: int) -> None:
+    """Append one event (a unit that starts or ends, ...) to the runner's progress file.
+
+    Does nothing outside the batch runner; never raises (progress is a convenience).
+
+    Args:
+        desc: what the event is about, e.g. ``"jnf_coherence_fid unit MoPoE seed 0"``.
+        event: ``"unit-start"``, ``"unit-done"`` or ``"unit-cached"``.
+        done: units finished so far.
+        total: units of the run.
+    """
+    path = os.environ.get(PROGRESS_ENV)
+    if not path:
+        return
+    record = {"desc": desc, "event": event, "done": done, "total": total}
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+    except (OSError, ValueError):
+        pass
 
 
 class _ProgressLog:
@@ -408,7 +433,7 @@ def fit(
         initial=start - 1,
         desc=desc,
         unit="epoch",
-        disable=not cfg.progress or _headless(),
+        disable=not cfg.progress or headless(),
         leave=False,
     )
     try:

@@ -4,11 +4,21 @@ Executed copies go to ``runs/<profile>/`` (git-ignored); the notebooks themselve
 ``figures/<profile>/<name>.{png,pdf,json}``.
 
 **Progress.** Before a kernel starts, the runner sets :data:`repro.train.PROGRESS_ENV` to
-``runs/<profile>/.progress-<name>.jsonl`` (and :data:`repro.train.HEADLESS_ENV`); the kernel
-inherits the environment, :func:`repro.train.fit` appends one JSON line per epoch to that file
-and draws no bar in the notebook, and a thread of the runner follows the file and shows the
-training of every stage in the terminal (a bar per stage on a terminal, one line per update
+``progress-<name>.jsonl`` in the run folder (below) and :data:`repro.train.HEADLESS_ENV`; the
+kernel inherits the environment, :func:`repro.train.fit` appends one JSON line per epoch to that
+file and draws no bar in the notebook, and a thread of the runner follows the file and shows
+the training of every stage in the terminal (a bar per stage on a terminal, one line per update
 otherwise). The file is removed when the notebook ends.
+
+**Temporary files and kills.** Everything temporary of one run (progress files, the kernels' IPC
+sockets and connection files: ``JUPYTER_RUNTIME_DIR`` points there too) lives in one folder,
+``<tmp>/repro-run-<pid>.<start time>-<random>/``, removed at the end, also on SIGTERM and
+SIGINT. A SIGKILLed runner cannot clean up after itself: every run first removes the run
+folders (and partial notebooks, below) of runner processes that are no longer alive
+(:func:`clean_stale_runs`). Papermill writes each executed notebook to
+``.<name>.running-<pid>.<start time>.ipynb`` beside its target; only a notebook that completed
+is renamed to ``runs/<profile>/<name>.ipynb``. A failed or interrupted one is kept as
+``<name>.failed.ipynb`` and the previous complete copy stays in place.
 
 **Kernel transport.** On POSIX systems the kernel talks to the runner over IPC sockets instead of
 local TCP: ipykernel (>= 7) logs "Kernel is running over TCP without encryption" at every TCP
@@ -19,6 +29,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -29,14 +42,17 @@ from pathlib import Path
 from typing import IO, Any
 
 from repro.config import PROFILES
-from repro.io import atomic_write, atomic_write_text
+from repro.io import atomic_write, atomic_write_text, ensure_writable
 from repro.paths import figures_dir, notebooks_dir, runs_dir
 from repro.registry import FIGURES, Figure
 from repro.train import HEADLESS_ENV, PROGRESS_ENV
 
 __all__ = [
     "NotebookFailed",
+    "Interrupted",
     "run_figures",
+    "run_folder",
+    "clean_stale_runs",
     "clean_notebook",
     "refresh_notebooks",
     "follow_progress",
@@ -48,6 +64,10 @@ class NotebookFailed(RuntimeError):
     """A notebook raised; the message names the notebook, the cell and the error."""
 
 
+#: Device names the runner accepts (as :func:`repro.runtime.resolve_device`).
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
 def _failed_cell(exc: Exception) -> str:
     cell = getattr(exc, "exec_count", None)
     name = getattr(exc, "ename", type(exc).__name__)
@@ -56,27 +76,196 @@ def _failed_cell(exc: Exception) -> str:
     return f"{where} raised {name}: {value}"
 
 
-@contextmanager
-def kernel_config() -> Iterator[Any]:
-    """The traitlets config of a kernel the runner starts: IPC transport on POSIX.
+class Interrupted(KeyboardInterrupt):
+    """The runner received SIGTERM or SIGINT; its temporary files have been removed."""
 
-    The IPC sockets are created in a fresh temporary folder, removed at the end (the default,
-    a relative ``kernel-ipc`` prefix, would put them in the notebook's folder).
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+RUN_PREFIX = "repro-run-"
+_TOKEN = re.compile(r"^(\d+)\.(\d+)$")  # <pid>.<start time in clock ticks, 0 if unknown>
+_PARTIAL = re.compile(r"^\.(?P<stem>.+)\.running-(?P<token>\d+\.\d+)\.ipynb$")
+
+
+def _start_time(pid: int) -> int | None:
+    """Start time of process ``pid`` in clock ticks since boot (Linux), else ``None``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    if len(fields) < 20 or fields[0] == "Z":  # a zombie has finished
+        return -1
+    return int(fields[19])
+
+
+def _owner_token() -> str:
+    return f"{os.getpid()}.{_start_time(os.getpid()) or 0}"
+
+
+def _owner_alive(token: str) -> bool:
+    """Whether the process named by ``token`` still runs (unknown formats count as alive)."""
+    match = _TOKEN.match(token)
+    if match is None:
+        return True
+    pid, start = int(match.group(1)), int(match.group(2))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    now = _start_time(pid)
+    if now == -1:
+        return False
+    return now is None or start == 0 or now == start  # a new start time: the pid was reused
+
+
+def _kernels_of(folder: Path) -> list[int]:
+    """Pids of the processes whose command line names a file in ``folder`` (its kernels).
+
+    Kernels are started with ``-f <run folder>/<name>.json``; on systems without ``/proc``
+    nothing is found.
+    """
+    needle = (str(folder).rstrip(os.sep) + os.sep).encode()
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in command and int(entry.name) != os.getpid():
+            pids.append(int(entry.name))
+    return pids
+
+
+def _kill(pids: Iterable[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:  # gone already, or not ours
+            continue
+
+
+_ACTIVE: list[Path] = []  # run folders of this process, innermost last
+
+
+def clean_stale_runs(out_dirs: Iterable[str | Path] = ()) -> list[Path]:
+    """Remove what runner processes that are no longer alive left behind.
+
+    A SIGKILLed runner cannot clean up: its run folder (``<tmp>/repro-run-<pid>...``, with
+    progress files, IPC sockets and kernel connection files) and its partial notebooks
+    (``.<name>.running-<pid>....ipynb`` under ``out_dirs``) stay. Those whose process is gone
+    (or whose pid now belongs to a newer process) are removed, and a kernel still running from
+    such a folder is killed (ipykernel normally exits by itself within a second of losing its
+    parent); live runs are left alone.
+
+    Args:
+        out_dirs: output folders (``runs/<profile>/``) to search for partial notebooks.
+
+    Returns:
+        The removed paths.
+    """
+    removed = []
+    temp = Path(tempfile.gettempdir())
+    for folder in temp.glob(f"{RUN_PREFIX}*"):
+        token = folder.name[len(RUN_PREFIX) :].rsplit("-", 1)[0]
+        if folder.is_dir() and not _owner_alive(token):
+            _kill(_kernels_of(folder))  # a kernel orphaned by a SIGKILL, if still there
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    for out_dir in out_dirs:
+        for path in Path(out_dir).rglob(".*.running-*.ipynb"):
+            match = _PARTIAL.match(path.name)
+            if match and not _owner_alive(match.group("token")):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+@contextmanager
+def run_folder(out_dirs: Iterable[str | Path] = ()) -> Iterator[Path]:
+    """One temporary folder for everything temporary of a run, removed at the end.
+
+    Stale run folders and partial notebooks of dead runners are removed first
+    (:func:`clean_stale_runs`). ``JUPYTER_RUNTIME_DIR`` points at the folder for the block, so
+    kernels' runtime files land there too. The folder's name carries the pid and start time of
+    this process (``repro-run-<pid>.<start>-<random>``) and is short enough for IPC socket
+    paths.
+
+    Args:
+        out_dirs: output folders to clean of stale partial notebooks.
 
     Yields:
-        A ``traitlets.config.Config`` for papermill's or nbclient's kernel manager (empty on
-        Windows, where Jupyter kernels only speak TCP).
+        The folder.
+    """
+    clean_stale_runs(out_dirs)
+    folder = Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{_owner_token()}-"))
+    _ACTIVE.append(folder)
+    try:
+        with _environment({"JUPYTER_RUNTIME_DIR": str(folder)}):
+            yield folder
+    finally:
+        _ACTIVE.remove(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Turn SIGTERM (and SIGINT) into :class:`Interrupted`, so that cleanup code runs.
+
+    The running kernels of this run are killed first: a busy kernel asked to shut down would
+    print a traceback of its own while its sockets close.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        for folder in _ACTIVE:
+            _kill(_kernels_of(folder))
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def kernel_config(folder: str | Path | None = None, name: str = "kernel") -> Iterator[Any]:
+    """The traitlets config of a kernel the runner starts: IPC transport on POSIX.
+
+    The IPC sockets (``<folder>/<name>-<n>``) and the kernel's connection file
+    (``<folder>/<name>.json``) go to ``folder``, by default a fresh temporary folder removed at
+    the end (the defaults would put the sockets in the notebook's folder and the connection
+    file in Jupyter's runtime folder, where a killed run leaves them).
+
+    Args:
+        folder: where the sockets and the connection file go (the run folder).
+        name: their name prefix, distinct per kernel of one run.
+
+    Yields:
+        A ``traitlets.config.Config`` for papermill's or nbclient's kernel manager (on Windows,
+        where Jupyter kernels only speak TCP, only the connection file is set).
     """
     from traitlets.config import Config
 
-    config = Config()
-    if os.name != "posix":
-        yield config
+    if folder is None:
+        with tempfile.TemporaryDirectory(prefix="repro-kernel-") as tmp:  # short: socket paths
+            with kernel_config(tmp, name) as config:
+                yield config
         return
-    with tempfile.TemporaryDirectory(prefix="repro-kernel-") as folder:  # short: socket paths
+    config = Config()
+    config.KernelManager.connection_file = str(Path(folder) / f"{name}.json")
+    if os.name == "posix":
         config.KernelManager.transport = "ipc"
-        config.KernelManager.ip = str(Path(folder) / "kernel")
-        yield config
+        config.KernelManager.ip = str(Path(folder) / name)
+    yield config
 
 
 @contextmanager
@@ -233,6 +422,55 @@ def _check_notebook(path: Path, name: str) -> None:
         )
 
 
+def _check_output_folder(out_dir: Path) -> None:
+    ensure_writable(
+        out_dir,
+        "checked before running any notebook, so nothing has run",
+        f"make it writable (e.g. chmod -R u+w {out_dir}), remove it so that it is created "
+        "again, or run from a checkout you can write to (REPRO_ROOT points at another one).",
+    )
+
+
+def _execute(
+    papermill: Any,
+    source: Path,
+    target: Path,
+    parameters: Mapping[str, Any],
+    progress: bool,
+    config: Any,
+) -> None:
+    """Execute ``source`` into a partial file beside ``target``; rename it there on success."""
+    partial = target.with_name(f".{target.stem}.running-{_owner_token()}.ipynb")
+    failed = target.with_name(f"{target.stem}.failed.ipynb")
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(partial),
+            parameters=dict(parameters),
+            kernel_name="python3",
+            cwd=str(source.parent),
+            progress_bar=progress,
+            config=config,
+        )
+    except BaseException:
+        if partial.exists():
+            os.replace(partial, failed)
+        raise
+    os.replace(partial, target)
+    failed.unlink(missing_ok=True)  # an older failure, now superseded
+
+
+def _failure(notebook: str, what: str, target: Path) -> str:
+    failed = target.with_name(f"{target.stem}.failed.ipynb")
+    kept = (
+        f"the last complete copy {target} is unchanged"
+        if target.exists()
+        else f"there is no earlier complete copy at {target}"
+    )
+    copy = f"executed copy of this run: {failed}" if failed.exists() else "no executed copy"
+    return f"{notebook} {what} ({copy}; {kept})"
+
+
 def run_figures(
     names: Iterable[str] | None = None,
     profile: str = "quick",
@@ -243,14 +481,17 @@ def run_figures(
 ) -> dict[str, float]:
     """Execute figure notebooks in order, stopping at the first failure.
 
-    Output folders (``runs/<profile>/``) are created: papermill itself does not create them.
-    While a notebook runs, the training progress of its stages is shown on stderr (see
-    :func:`follow_progress`).
+    Output folders (``runs/<profile>/``) are created and checked for writing before any
+    notebook starts: papermill itself does not create them. While a notebook runs, the
+    training progress of its stages is shown on stderr (see :func:`follow_progress`). Each
+    executed copy replaces ``runs/<profile>/<name>.ipynb`` only once the notebook completed;
+    temporary files live in one run folder (:func:`run_folder`), removed at the end, on
+    SIGTERM/SIGINT, or by the next run after a SIGKILL.
 
     Args:
         names: figures to run (default: all, in registry order).
         profile: ``"quick"`` or ``"full"``, injected as the ``PRESET`` parameter.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"``, injected as ``DEVICE``.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:<i>"``, injected as ``DEVICE``.
         figures: the registry (tests pass their own).
         progress: show papermill's cell progress bar and the training progress.
         smoke: inject ``SMOKE=True``: every stage of every notebook runs a couple of batches
@@ -261,58 +502,64 @@ def run_figures(
         Wall seconds per executed notebook.
 
     Raises:
-        ValueError: for an unknown figure or profile (the message lists the valid names).
+        ValueError: for an unknown figure, profile or device (the message lists the valid
+            names).
         FileNotFoundError: for a registered notebook that is missing from the checkout.
-        NotebookFailed: when a notebook fails; earlier outputs stay in place.
+        PermissionError: when ``runs/<profile>/`` cannot be created or written (checked
+            before any notebook runs; ``OSError`` for a read-only file system or a full disk).
+        NotebookFailed: when a notebook fails; earlier outputs stay in place, the failed copy
+            is ``<name>.failed.ipynb``.
+        Interrupted: on SIGTERM or SIGINT, after cleaning up.
     """
     import papermill
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {list(PROFILES)}")
+    if not DEVICE_PATTERN.match(device):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:<index>")
     names = list(figures) if names is None else list(names)
     unknown = [n for n in names if n not in figures]
     if unknown:
         raise ValueError(f"unknown figure(s) {unknown}; choose from {sorted(figures)}")
     out_dir = runs_dir(f"{profile}-smoke" if smoke else profile)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_output_folder(out_dir)
+    for name in names:
+        _check_notebook(notebooks_dir() / figures[name].notebook, name)
     parameters: dict[str, Any] = {"PRESET": profile, "DEVICE": device}
     if smoke:
         parameters["SMOKE"] = True
     seconds = {}
-    for i, name in enumerate(names, 1):
-        figure = figures[name]
-        source = notebooks_dir() / figure.notebook
-        target = out_dir / figure.notebook
-        _check_notebook(source, name)
-        target.parent.mkdir(parents=True, exist_ok=True)  # notebooks may sit in subfolders
-        label = f"{profile}{', smoke' if smoke else ''}, device={device}"
-        sys.stdout.write(f"[{i}/{len(names)}] {name} ({label}) ...\n")
-        sys.stdout.flush()
-        tic = time.perf_counter()
-        stream = sys.stderr if progress else open(os.devnull, "w")  # noqa: SIM115
-        try:
-            with (
-                kernel_config() as config,
-                follow_progress(out_dir / f".progress-{name}.jsonl", stream),
-            ):
-                papermill.execute_notebook(
-                    str(source),
-                    str(target),
-                    parameters=parameters,
-                    kernel_name="python3",
-                    cwd=str(source.parent),
-                    progress_bar=progress,
-                    config=config,
+    with _signals_raise(), run_folder([out_dir]) as tmp:
+        for i, name in enumerate(names, 1):
+            figure = figures[name]
+            source = notebooks_dir() / figure.notebook
+            target = out_dir / figure.notebook
+            target.parent.mkdir(parents=True, exist_ok=True)  # notebooks may sit in subfolders
+            label = f"{profile}{', smoke' if smoke else ''}, device={device}"
+            sys.stdout.write(f"[{i}/{len(names)}] {name} ({label}) ...\n")
+            sys.stdout.flush()
+            tic = time.perf_counter()
+            stream = sys.stderr if progress else open(os.devnull, "w")  # noqa: SIM115
+            try:
+                with (
+                    kernel_config(tmp, f"k{i}") as config,
+                    follow_progress(tmp / f"progress-{name}.jsonl", stream),
+                ):
+                    _execute(papermill, source, target, parameters, progress, config)
+            except papermill.PapermillExecutionError as exc:
+                raise NotebookFailed(
+                    _failure(figure.notebook, f"failed: {_failed_cell(exc)}", target)
+                ) from exc
+            except Interrupted as exc:
+                sys.stderr.write(
+                    "\n" + _failure(figure.notebook, f"interrupted by {exc.args[0]}", target) + "\n"
                 )
-        except papermill.PapermillExecutionError as exc:
-            raise NotebookFailed(
-                f"{figure.notebook} failed: {_failed_cell(exc)} (executed copy: {target})"
-            ) from exc
-        finally:
-            if stream is not sys.stderr:
-                stream.close()
-        seconds[name] = time.perf_counter() - tic
-        sys.stdout.write(f"[{i}/{len(names)}] {name} done in {seconds[name]:.1f} s\n")
+                raise
+            finally:
+                if stream is not sys.stderr:
+                    stream.close()
+            seconds[name] = time.perf_counter() - tic
+            sys.stdout.write(f"[{i}/{len(names)}] {name} done in {seconds[name]:.1f} s\n")
     return seconds
 
 
@@ -382,9 +629,10 @@ def refresh_notebooks(
         sys.stdout.flush()
         try:
             with (
-                kernel_config() as config,
-                tempfile.TemporaryDirectory(prefix="repro-progress-") as tmp,
-                follow_progress(Path(tmp) / f"{name}.jsonl"),
+                _signals_raise(),
+                run_folder() as tmp,
+                kernel_config(tmp) as config,
+                follow_progress(tmp / f"progress-{name}.jsonl"),
             ):
                 NotebookClient(
                     nb,

@@ -302,7 +302,9 @@ def one_hot(text: Tensor) -> Tensor:
         raise ValueError(
             f"indices must lie in [0, {len(ALPHABET)}), got [{text.min()}, {text.max()}]"
         )
-    return F.one_hot(text.to(torch.int64), len(ALPHABET)).to(torch.float32)
+    out = torch.zeros(*text.shape, len(ALPHABET), dtype=torch.float32, device=text.device)
+    # scatter into float32 directly: F.one_hot would first build an int64 tensor twice the size
+    return out.scatter_(-1, text.to(torch.int64).unsqueeze(-1), 1.0)
 
 
 def decode_text(indices: Tensor) -> list[str]:

@@ -14,7 +14,6 @@ import hashlib
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["RowView", "fingerprint"]
@@ -123,7 +122,10 @@ class RowView:
     # -- conversion ----------------------------------------------------------------------------
     def _convert(self, stored: Tensor) -> Tensor:
         if self.kind == "one_hot":
-            return F.one_hot(stored.to(torch.int64), int(self.classes)).to(torch.float32)
+            out = torch.zeros(
+                *stored.shape, int(self.classes), dtype=torch.float32, device=stored.device
+            )
+            return out.scatter_(-1, stored.to(torch.int64).unsqueeze(-1), 1.0)
         if stored.dtype == torch.uint8:
             return stored.to(torch.float32).div_(255)
         return stored.to(torch.float32)

@@ -21,3 +21,22 @@ def test_checkpoint_path_follows_the_run_identity(tmp_path, monkeypatch):
 def test_set_threads_rejects_negative_numbers():
     with pytest.raises(ValueError, match="threads must be >= 0"):
         set_threads(-1)
+
+
+def test_the_cli_accepts_exactly_the_device_names_resolve_device_knows():
+    import torch
+
+    from repro.__main__ import device_name
+    from repro.runner import DEVICE_PATTERN
+    from repro.runtime import resolve_device
+
+    for name in ("auto", "cpu", "cuda", "cuda:0", "cuda:3"):
+        assert device_name(name) == name and DEVICE_PATTERN.match(name)
+        try:
+            device = resolve_device(name)
+        except ValueError as err:  # a CUDA name on a machine without CUDA
+            assert not torch.cuda.is_available() and "no CUDA device" in str(err)
+        else:
+            assert device.type in {"cpu", "cuda"}
+    for name in ("gpu", "cuda:", "mps:0"):
+        assert not DEVICE_PATTERN.match(name)

@@ -442,6 +442,7 @@ def _execute(
     """Execute ``source`` into a partial file beside ``target``; rename it there on success."""
     partial = target.with_name(f".{target.stem}.running-{_owner_token()}.ipynb")
     failed = target.with_name(f"{target.stem}.failed.ipynb")
+    failed.unlink(missing_ok=True)  # an older failure: this run replaces or supersedes it
     try:
         papermill.execute_notebook(
             str(source),
@@ -457,7 +458,6 @@ def _execute(
             os.replace(partial, failed)
         raise
     os.replace(partial, target)
-    failed.unlink(missing_ok=True)  # an older failure, now superseded
 
 
 def _failure(notebook: str, what: str, target: Path) -> str:

@@ -33,6 +33,13 @@ def device_name(value: str) -> str:
     return value
 
 
+def _message(exc: BaseException) -> str:
+    """The error's text, without the ``[Errno N]`` prefix of our own worded OSErrors."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is None:
+        return exc.strerror
+    return str(exc)
+
+
 def _parser(figures: Mapping[str, Figure]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m repro", description="Regenerate the figures of the reproduced papers."
@@ -104,7 +111,7 @@ def main(argv: Sequence[str] | None = None, figures: Mapping[str, Figure] = FIGU
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (NotebookFailed, OSError) as exc:  # OSError: missing notebook, unwritable output
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_message(exc)}", file=sys.stderr)
         return 1
     except Interrupted as exc:
         print(f"error: interrupted by {exc.args[0]}; temporary files removed", file=sys.stderr)

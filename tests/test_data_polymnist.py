@@ -210,6 +210,7 @@ def test_build_errors(built, tmp_path):
         build_polymnist(base / "mnist", base / "backgrounds", tmp_path / "out", limit=0)
 
 
+@pytest.mark.filterwarnings("ignore:REPRO_DATA=:UserWarning")  # a missing data root on purpose
 def test_polymnist_uses_real_data_when_present_else_the_stand_in(built, tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))

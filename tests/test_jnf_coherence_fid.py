@@ -24,7 +24,7 @@ def test_verdicts_follow_the_numbers_with_ties_and_chance():
         coherence_fid.check_predictions(_metrics(swapped), "fd", 10_000)[
             "JNF-DCCA > JNF at one input"
         ]
-        == "does NOT hold"
+        == "does not hold"
     )
     close = dict(good, JNF=0.795)  # 0.005 apart on 500 tuples: within 2 standard errors
     assert (
@@ -51,6 +51,7 @@ def test_every_model_builds_at_paper_scale(name):
     assert set(coherence_fid.stage_configs(name, model, cfg)) == set(model.stages)
 
 
+@pytest.mark.filterwarnings("ignore:REPRO_DATA=:UserWarning")  # a missing data root on purpose
 def test_full_profile_smoke_runs_every_model_and_stage(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_CACHE", str(tmp_path))
     monkeypatch.setenv("REPRO_DATA", str(tmp_path / "data"))  # no real data: the stand-in

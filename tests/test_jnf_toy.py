@@ -58,9 +58,14 @@ def test_another_seed_gives_other_numbers(result):
 def test_check_predictions_reads_unrounded_values():
     m = {k: {"heldout_log_q": 0.0, "class_coherence": 0.5} for k in ("gaussian", "flow", "dcca")}
     m["flow"]["class_coherence"] = 0.5001
-    out = toy_posteriors.check_predictions(m)
-    assert out["flow > gaussian on class_coherence"] and out["flow >= gaussian on heldout_log_q"]
-    assert not out["dcca > gaussian on class_coherence"]
+    m["dcca"]["class_coherence"] = 0.4999
+    out = toy_posteriors.check_predictions(m, n_test=10**9)  # huge n: no tie
+    assert out["flow > gaussian on class_coherence"] == "holds"
+    assert out["flow >= gaussian on heldout_log_q"] == "holds"
+    assert out["dcca > gaussian on class_coherence"] == "does not hold"
+    tied = toy_posteriors.check_predictions(m, n_test=2000)  # 1e-4 apart: within 2 SE
+    assert tied["flow > gaussian on class_coherence"] == "tie"
+    assert tied["flow >= gaussian on heldout_log_q"] == "holds"  # a mean, never a tie
 
 
 def test_config_get_errors():

@@ -16,7 +16,7 @@ def test_verdicts_compare_across_rat_accuracies_with_ties():
     m["MMVM"]["across_rat_accuracy"] = 0.05
     assert (
         latents.check_predictions(m, 1000)["MMVM > independent in across-rat accuracy"]
-        == "does NOT hold"
+        == "does not hold"
     )
 
 
@@ -25,6 +25,7 @@ def test_unknown_method_is_refused():
         latents.build_model("PoE", settings.get("latents", "quick"), dict.fromkeys(RATS, 10))
 
 
+@pytest.mark.filterwarnings("ignore:REPRO_DATA=:UserWarning")  # a missing data root on purpose
 def test_full_profile_smoke_runs_every_method(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_CACHE", str(tmp_path))
     monkeypatch.setenv("REPRO_DATA", str(tmp_path / "data"))  # no recordings: the simulator

@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from repro import verdicts
 from repro.config import SMOKE_SIZE
-from repro.data.mnist_svhn_text import ALPHABET, DIGIT_WORDS, decode_text, mnist_svhn_text, one_hot
+from repro.data.mnist_svhn_text import ALPHABET, DIGIT_WORDS, decode_text, mnist_svhn_text
 from repro.metrics.classifiers import DigitClassifier, fit_classifiers, predict
 from repro.metrics.coherence import within_noise
 from repro.metrics.latent import linear_probe
@@ -169,12 +170,8 @@ def run(cfg: IterationsConfig) -> IterationsResult:
 
 
 def _tensors(data, device: torch.device) -> dict[str, Tensor]:
-    x = data.x
-    return {
-        "mnist": x["mnist"].to(device),
-        "svhn": x["svhn"].to(device),
-        "text": one_hot(x["text"]).to(device),
-    }
+    """The three modalities as views converted per batch (uint8 storage, one-hot text)."""
+    return data.inputs(device)
 
 
 def _data(cfg: IterationsConfig, generator: torch.Generator):
@@ -444,19 +441,12 @@ def _run(cfg: IterationsConfig) -> IterationsResult:
 
 
 def _paired(diffs: list[Tensor]) -> str:
-    """Verdict on per-seed paired per-sample differences: every seed beyond 2 SE, or a tie."""
-    verdicts = []
-    for d in diffs:
-        se = float(d.std()) / math.sqrt(len(d)) if len(d) > 1 else float("inf")
-        mean = float(d.mean())
-        verdicts.append("holds" if mean > 2 * se else ("fails" if mean < -2 * se else "tie"))
-    if all(v == "holds" for v in verdicts):
-        return "holds"
-    if all(v == "fails" for v in verdicts):
-        return "does NOT hold"
-    return (
-        "tie" if all(v == "tie" for v in verdicts) else "mixed over seeds: " + ", ".join(verdicts)
-    )
+    """Verdict on per-seed paired per-sample differences: the seeds' common verdict, else a tie.
+
+    Each seed's verdict (:func:`repro.verdicts.paired`: beyond 2 standard errors or a tie) is
+    kept in the summary; seeds that disagree make the claim a tie.
+    """
+    return verdicts.combine([verdicts.paired(d) for d in diffs])
 
 
 def check_predictions(
@@ -495,8 +485,9 @@ def check_predictions(
             continue
         a = table[best]["probe_accuracy"]["mean"]
         b = table[other]["probe_accuracy"]["mean"]
-        verdict = "tie" if within_noise(a, b, n_test) else ("holds" if a > b else "does NOT hold")
-        out[f"probe accuracy: {best} > {other}"] = verdict
+        out[f"probe accuracy: {best} > {other}"] = verdicts.compare(
+            a > b, within_noise(a, b, n_test)
+        )
     if "aligned T=0" in table:
         diffs = [
             s["table"][best]["_cosine_refined_per_sample"]

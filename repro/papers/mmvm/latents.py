@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from repro import verdicts
 from repro.config import SMOKE_SIZE
 from repro.data.neural import RATS, RatWindows, rats, trial_split
 from repro.metrics.coherence import within_noise
@@ -222,25 +223,22 @@ def check_predictions(metrics: dict[str, dict[str, float]], n_trials: int) -> di
     Each claim compares held-out across-rat accuracies (one logistic regression on all rats'
     posterior means); a difference within 2 standard errors of shares of ``n_trials``
     held-out trials (the independent units: a trial's 16 sub-windows are strongly correlated)
-    is a ``"tie"``.
+    is a tie.
 
     Args:
         metrics: ``LatentsResult.metrics``.
         n_trials: held-out trial tuples.
 
     Returns:
-        ``{claim: "holds" | "does NOT hold" | "tie"}`` for the methods that were run.
+        ``{claim: verdict}`` (:mod:`repro.verdicts`) for the methods that were run.
     """
     out = {}
     for a, b in CLAIMS:
         if a in metrics and b in metrics:
             pa, pb = metrics[a]["across_rat_accuracy"], metrics[b]["across_rat_accuracy"]
-            verdict = (
-                "tie"
-                if within_noise(pa, pb, n_trials)
-                else ("holds" if pa > pb else "does NOT hold")
+            out[f"{a} > {b} in across-rat accuracy"] = verdicts.compare(
+                pa > pb, within_noise(pa, pb, n_trials)
             )
-            out[f"{a} > {b} in across-rat accuracy"] = verdict
     return out
 
 

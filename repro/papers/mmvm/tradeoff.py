@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from repro import verdicts
 from repro.data.neural import RATS
 from repro.metrics.coherence import within_noise
 from repro.metrics.latent import (
@@ -223,7 +224,8 @@ def check_predictions(
         n_trials: held-out trial tuples (the independent units behind a share).
 
     Returns:
-        ``{claim: "holds at i, ties at j, fails at k of n betas"}`` for the methods run.
+        ``{claim: "holds at i, tie at j, does not hold at k of n betas"}``
+        (:func:`repro.verdicts.tally`) for the methods run.
     """
     out = {}
     if "MMVM" not in metrics:
@@ -232,19 +234,13 @@ def check_predictions(
         if baseline not in metrics:
             continue
         for key, label in (("within_rat_accuracy", "latent accuracy"), ("coherence", "coherence")):
-            counts = {"holds": 0, "ties": 0, "fails": 0}
+            found = []
             for beta, cell in metrics["MMVM"].items():
                 if beta not in metrics[baseline]:
                     continue
                 a, b = cell[key]["mean"], metrics[baseline][beta][key]["mean"]
-                tie = within_noise(a, b, n_trials)
-                verdict = "ties" if tie else ("holds" if a > b else "fails")
-                counts[verdict] += 1
-            n = sum(counts.values())
-            out[f"MMVM > {baseline} in {label}"] = (
-                f"holds at {counts['holds']}, ties at {counts['ties']}, fails at "
-                f"{counts['fails']} of {n} betas"
-            )
+                found.append(verdicts.compare(a > b, within_noise(a, b, n_trials)))
+            out[f"MMVM > {baseline} in {label}"] = verdicts.tally(found, "betas")
     return out
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import random
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,13 +103,13 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
         return torch.device("cpu")
-    if device.startswith("cuda"):
+    if re.fullmatch(r"cuda(:\d+)?", device):
         if not torch.cuda.is_available():
             raise ValueError(
                 f"device {device!r} requested but torch sees no CUDA device; use 'cpu' or 'auto'"
             )
         return torch.device(device)
-    raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'")
+    raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:<index>'")
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -471,7 +471,7 @@ def fit(
                 if ckpt is not None:
                     _save_checkpoint(
                         ckpt, cfg, epoch, model, optimizer, history, best_value, best_state,
-                        generator,
+                        generator, desc,
                     )  # fmt: skip
     finally:
         bar.close()
@@ -552,6 +552,7 @@ def _save_checkpoint(
     best_value: float,
     best_state: dict[str, Tensor] | None,
     generator: torch.Generator | None,
+    desc: str,
 ) -> None:
     atomic_torch_save(
         {
@@ -567,6 +568,7 @@ def _save_checkpoint(
             "generator": generator.get_state() if generator is not None else None,
         },
         ckpt,
+        what=f"{desc}: checkpoint after epoch {epoch}",
     )
 
 

@@ -222,6 +222,9 @@ def accuracy(
 
 
 def _update_tensor(h: Any, name: str, t: Tensor) -> None:
+    if hasattr(t, "fingerprint"):  # a view over compact storage (repro.data.storage.RowView)
+        h.update(f"{name}:view:{t.fingerprint()}".encode())
+        return
     t = t.detach().cpu().contiguous()
     h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
     h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -359,7 +362,10 @@ def fit_classifiers(
     }
     if cache:
         state_dicts = {m: {k: v.cpu() for k, v in c.state_dict().items()} for m, c in out.items()}
-        atomic_torch_save({"key": key, "hyper": dict(hyper), "state_dicts": state_dicts}, path)
+        atomic_torch_save(
+            {"key": key, "hyper": dict(hyper), "state_dicts": state_dicts}, path,
+            what="digit classifiers (cache)",
+        )  # fmt: skip
     return out
 
 

@@ -230,9 +230,19 @@ def to_device(batch: Mapping[str, Tensor], device: torch.device | str) -> Batch:
 
 
 def make_step(
-    loss_fn: Callable[[Batch], Tensor], optimizer: torch.optim.Optimizer
+    loss_fn: Callable[[Batch], Tensor],
+    optimizer: torch.optim.Optimizer,
+    validate: bool | None = None,
 ) -> Callable[[Batch], None]:
-    """The per-step loop body used on both sides: zero_grad, loss, backward, optimiser step."""
+    """The per-step loop body used on both sides: zero_grad, loss, backward, optimiser step.
+
+    Args:
+        loss_fn: batch -> scalar loss.
+        optimizer: the optimiser.
+        validate: ``torch.distributions`` argument validation during the step: ``None`` keeps
+            the global default (on, unless changed), ``False`` switches it off for the step
+            as ``repro.train.fit`` does around its loop (:func:`fit_step`).
+    """
 
     def step(batch: Batch) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -240,7 +250,26 @@ def make_step(
         loss.backward()
         optimizer.step()
 
-    return step
+    if validate is None:
+        return step
+    from torch.distributions import Distribution
+
+    def switched(batch: Batch) -> None:
+        previous = Distribution._validate_args
+        Distribution.set_default_validate_args(validate)
+        try:
+            step(batch)
+        finally:
+            Distribution.set_default_validate_args(previous)
+
+    return switched
+
+
+def fit_step(
+    loss_fn: Callable[[Batch], Tensor], optimizer: torch.optim.Optimizer
+) -> Callable[[Batch], None]:
+    """Our bare step as ``repro.train.fit`` runs it: distribution validation off."""
+    return make_step(loss_fn, optimizer, validate=False)
 
 
 def synchronize(device: torch.device | str) -> None:
@@ -330,3 +359,86 @@ def peak_hwm_mb() -> float:
     except OSError:
         pass
     return float("nan")
+
+
+# -- the conv models of jnf_coherence_fid -------------------------------------------------------
+#: ``entry: (model name, stage)`` of every model and training stage of ``jnf_coherence_fid``
+#: (``repro/papers/jnf/coherence_fid.py``), in the figure's order.
+CONV_ENTRIES: dict[str, tuple[str, str]] = {
+    "JNF/joint": ("JNF", "joint"),
+    "JNF/unimodal": ("JNF", "unimodal"),
+    "JNF-DCCA/projectors": ("JNF-DCCA", "projectors"),
+    "JNF-DCCA/joint": ("JNF-DCCA", "joint"),
+    "JNF-DCCA/unimodal": ("JNF-DCCA", "unimodal"),
+    "JMVAE": ("JMVAE", "train"),
+    "MoPoE": ("MoPoE", "train"),
+    "MVTCAE": ("MVTCAE", "train"),
+    "MMVAE": ("MMVAE", "train"),
+    "MVAE": ("MVAE", "train"),
+    "CRMVAE": ("CRMVAE", "train"),
+}
+
+
+def load_coherence_fid(preset: str = "quick") -> tuple[Any, Any]:
+    """The ``jnf_coherence_fid`` config of ``preset`` and its module, read at run time.
+
+    The presets' sizes (channels, latent, batch) are never copied here: whatever
+    ``repro.papers.jnf.settings`` holds now is what gets measured.
+
+    Returns:
+        ``(cfg, module)``: the frozen config and ``repro.papers.jnf.coherence_fid``.
+
+    Raises:
+        LookupError: when the figure's module or preset does not exist (yet).
+    """
+    try:
+        settings = importlib.import_module("repro.papers.jnf.settings")
+        module = importlib.import_module("repro.papers.jnf.coherence_fid")
+        return settings.get("coherence_fid", preset), module
+    except (ImportError, AttributeError, ValueError) as err:
+        raise LookupError(f"cannot load jnf_coherence_fid ({preset}): {err!r}") from None
+
+
+def describe_conv_preset(cfg: Any) -> str:
+    """One line with the architecture of a ``coherence_fid`` config (for report headers)."""
+    return (
+        f"conv channels {tuple(cfg.channels)}, latent {cfg.latent_dim}, joint hidden "
+        f"{cfg.joint_hidden}, flows {cfg.flow_transforms} x {tuple(cfg.flow_hidden)}, "
+        f"{cfg.likelihood} likelihood, MMVAE K {cfg.mmvae_K}, batch {cfg.train.batch_size} "
+        f"(DCCA {cfg.dcca_train.batch_size})"
+    )
+
+
+def build_conv_stage(entry: str, preset: str = "quick") -> tuple[nn.Module, str, Any]:
+    """The figure's model of ``entry`` (``coherence_fid.build_model``), its stage and config.
+
+    Args:
+        entry: a key of :data:`CONV_ENTRIES`.
+        preset: ``"quick"`` or ``"full"``.
+
+    Returns:
+        ``(model, stage, train_cfg)``: fresh weights on the CPU, the stage name and the
+        stage's ``TrainConfig`` (``coherence_fid.stage_configs``).
+
+    Raises:
+        LookupError: when the model cannot be built.
+    """
+    name, stage = CONV_ENTRIES[entry]
+    cfg, figure = load_coherence_fid(preset)
+    try:
+        model = figure.build_model(name, cfg)
+        train_cfg = figure.stage_configs(name, model, cfg)[stage]
+    except Exception as err:  # the module may be mid-rewrite: report, go on
+        raise LookupError(f"cannot build {name} ({preset}): {err!r}") from err
+    return model, stage, train_cfg
+
+
+def polymnist_data(n: int, seed: int = 0) -> Batch:
+    """``n`` PolyMNIST tuples (the real data under the data root, else the stand-in).
+
+    Returns:
+        ``{"m0", ..., "m4"}``: ``(n, 3, 28, 28)`` images in ``[0, 1]``.
+    """
+    from repro.data.polymnist import polymnist
+
+    return dict(polymnist("train", n=n, generator=torch.Generator().manual_seed(seed)).x)

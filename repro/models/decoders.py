@@ -22,6 +22,7 @@ __all__ = [
     "LIKELIHOODS",
     "FixedScaleNormal",
     "FixedScaleLaplace",
+    "FixedScaleImage",
     "likelihood",
     "MLPDecoder",
     "ConvDecoder",
@@ -76,6 +77,43 @@ class FixedScaleLaplace(_FixedScale, Laplace):
         return (value - self.loc).abs().mul(-1.0 / b) - math.log(2 * b)
 
 
+class FixedScaleImage(Independent):
+    """``Independent`` over a :class:`FixedScaleNormal` / :class:`FixedScaleLaplace`.
+
+    The same distribution as ``Independent(base, k)``; only :meth:`log_prob` is computed
+    differently: the event sum is one reduction of ``d = loc - x`` (the L1 norm for the
+    Laplace, the squared L2 norm for the Normal), and the constants are added once per sample
+    instead of once per pixel. Equal to the elementwise form up to float rounding, with
+    about half the full-size passes forward and backward (the likelihood of an image decoder
+    is a large part of a step's non-matmul time).
+
+    Args:
+        base_distribution: a fixed-scale Normal or Laplace.
+        reinterpreted_batch_ndims: event dims ``k`` (e.g. 3 for ``(C, H, W)`` images).
+    """
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """The log-density of ``value``, summed over the event dims.
+
+        Args:
+            value: ``(..., *event)`` observations, broadcastable against ``loc``.
+
+        Returns:
+            ``(...)`` log-densities, the broadcast of the batch shapes.
+        """
+        base, k = self.base_dist, self.reinterpreted_batch_ndims
+        if k == 0 or not isinstance(base, _FixedScale):
+            return super().log_prob(value)
+        d = base.loc - value  # (*batch, *event), broadcast; |d| and d^2 are symmetric in sign
+        dims = tuple(range(-k, 0))
+        n = math.prod(d.shape[d.dim() - k :])
+        s = base.fixed_scale
+        if isinstance(base, FixedScaleLaplace):  # -sum |x - mu| / b - n log(2 b)
+            return torch.linalg.vector_norm(d, 1, dims).mul(-1.0 / s) - n * math.log(2 * s)
+        total = torch.linalg.vector_norm(d, 2, dims).square()  # sum (x - mu)^2
+        return total.mul(-0.5 / s**2) - n * (math.log(s) + _HALF_LOG_2PI)
+
+
 LIKELIHOODS = ("bernoulli", "normal", "laplace", "categorical")
 
 
@@ -100,9 +138,9 @@ def likelihood(out: Tensor, kind: str, scale: float, event_dims: int) -> Distrib
     if kind == "bernoulli":
         base: Distribution = Bernoulli(logits=out)
     elif kind == "normal":
-        base = FixedScaleNormal(torch.sigmoid(out), scale)
+        return FixedScaleImage(FixedScaleNormal(torch.sigmoid(out), scale), event_dims)
     elif kind == "laplace":
-        base = FixedScaleLaplace(torch.sigmoid(out), scale)
+        return FixedScaleImage(FixedScaleLaplace(torch.sigmoid(out), scale), event_dims)
     elif kind == "categorical":  # the last axis is the categorical's own event
         return Independent(OneHotCategorical(logits=out), event_dims - 1)
     else:

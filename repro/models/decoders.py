@@ -209,10 +209,11 @@ class ConvDecoder(nn.Module):
             raise ValueError(f"unknown likelihood {kind!r}; choose one of {LIKELIHOODS}")
         self.kind, self.scale = kind, scale
         self.start = (channels[0], image_size // factor, image_size // factor)
-        self.fc = nn.Sequential(nn.Linear(latent_dim, math.prod(self.start)), nn.ReLU())
+        self.fc = nn.Sequential(nn.Linear(latent_dim, math.prod(self.start)), nn.ReLU(inplace=True))
         layers: list[nn.Module] = []
         for c_in, c_out in zip(channels, [*channels[1:], out_channels], strict=True):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
+            conv = nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)
+            layers += [conv, nn.ReLU(inplace=True)]  # in place: the conv keeps no output
         self.body = nn.Sequential(*layers[:-1])
 
     def forward(self, z: Tensor) -> Distribution:

@@ -37,7 +37,7 @@ def mlp(sizes: Sequence[int], final_activation: bool = False) -> nn.Sequential:
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2 or final_activation:
-            layers.append(nn.ReLU())
+            layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
 
 
@@ -101,7 +101,7 @@ class ConvEncoder(nn.Module):
         layers: list[nn.Module] = []
         c_in, size = in_channels, image_size
         for c_out in channels:
-            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
+            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU(inplace=True)]
             c_in, size = c_out, size // 2
         self.body = nn.Sequential(*layers, nn.Flatten())
         self.head = GaussianHead(c_in * size * size, latent_dim)
@@ -133,7 +133,7 @@ class JointMLPEncoder(nn.Module):
         self.branches = nn.ModuleDict(
             {
                 m: nn.Sequential(
-                    nn.Flatten(), nn.Linear(math.prod(in_shapes[m]), hidden), nn.ReLU()
+                    nn.Flatten(), nn.Linear(math.prod(in_shapes[m]), hidden), nn.ReLU(inplace=True)
                 )
                 for m in self.modalities
             }

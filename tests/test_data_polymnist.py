@@ -120,7 +120,8 @@ def test_build_writes_the_published_layout_and_load_reads_it_back(built):
         # each modality uses every MNIST image of that label exactly once (a permutation)
         mnist_masks = torch.from_numpy(images > 128)
         for m, colour in zip(MODALITIES, COLOURS, strict=True):
-            x = data.x[m]
+            assert data.x[m].storage.dtype == torch.uint8  # stored as the PNGs, converted per batch
+            x = data.x[m][:]
             assert x.shape == (n, 3, 28, 28) and x.dtype == torch.float32
             assert float(x.min()) >= 0 and float(x.max()) <= 1
             masks = _masks(x, colour)
@@ -135,7 +136,7 @@ def test_translated_build_shrinks_and_moves_the_digit(built):
     data = load_polymnist(built["translated"], "train", translated=True)
     assert len(data) == 30 and data.source.startswith("Translated PolyMNIST (")
     images, _ = built["mnist"]["train"]
-    masks = _masks(data.x["m0"], COLOURS[0])
+    masks = _masks(data.x["m0"][:], COLOURS[0])
     rows, cols = masks.any(2), masks.any(1)
     for r, c in zip(rows, cols, strict=True):  # the mask fits the 21x21 pasted box
         assert int(r.nonzero().max() - r.nonzero().min()) < 21
@@ -148,7 +149,7 @@ def test_load_accepts_the_archive_subfolder(built, tmp_path):
     shutil.copytree(built["plain"] / "test", tmp_path / "MMNIST" / "test")
     data = load_polymnist(tmp_path, "test")
     reference = load_polymnist(built["plain"], "test")
-    assert torch.equal(data.x["m3"], reference.x["m3"])
+    assert torch.equal(data.x["m3"][:], reference.x["m3"][:])
     assert torch.equal(data.label, reference.label)
 
 
@@ -223,10 +224,11 @@ def test_polymnist_uses_real_data_when_present_else_the_stand_in(built, tmp_path
     real = polymnist("test")
     assert real.source.startswith("PolyMNIST (") and len(real) == N_MNIST["test"]
     reference = load_polymnist(tmp_path / "data" / "PolyMNIST", "test")
-    assert torch.equal(real.x["m2"], reference.x["m2"]) and torch.equal(real.label, reference.label)
+    assert torch.equal(real.x["m2"][:], reference.x["m2"][:])
+    assert torch.equal(real.label, reference.label)
     assert len(list((tmp_path / "cache" / "polymnist").glob("test-*.pt"))) == 1
     again = polymnist("test")  # from the cache
-    assert torch.equal(again.x["m4"], reference.x["m4"]) and again.source == reference.source
+    assert torch.equal(again.x["m4"][:], reference.x["m4"][:]) and again.source == reference.source
     part = polymnist("test", n=5, generator=torch.Generator().manual_seed(3))
     assert len(part) == 5 and part.source == reference.source
     with pytest.raises(ValueError, match="n = 99 exceeds the 20 tuples"):
@@ -238,7 +240,7 @@ def test_polymnist_uses_real_data_when_present_else_the_stand_in(built, tmp_path
     assert len(polymnist("train", root=built["translated"], translated=True)) == 30
 
 
-def _solid_backgrounds():
+def _solid_backgrounds():  # replaces the stand-in's colour fields in a test
     return tuple(
         torch.tensor(c, dtype=torch.float32)[:, None, None].div(255).expand(3, 40, 40)
         for c in COLOURS
@@ -250,55 +252,80 @@ def test_standin_shapes_labels_and_seeding():
     data = embedded_polymnist(2000, "train", g)
     assert set(data.x) == set(MODALITIES) and data.source.startswith("embedded stand-in")
     for m in MODALITIES:
-        x = data.x[m]
+        assert data.x[m].storage.dtype == torch.uint8
+        x = data.x[m][:]
         assert x.shape == (2000, 3, 28, 28) and x.dtype == torch.float32
         assert float(x.min()) >= 0 and float(x.max()) <= 1
     assert data.label.dtype == torch.int64 and data.label.shape == (2000,)
     counts = torch.bincount(data.label, minlength=10)
     assert int(counts.min()) > 150 and int(counts.max()) < 250
     # continuous augmentation: no two tuples repeat
-    assert torch.unique(data.x["m0"].flatten(1), dim=0).shape[0] == 2000
+    assert torch.unique(data.x["m0"][:].flatten(1), dim=0).shape[0] == 2000
     # the five backgrounds differ (mean colour per modality)
-    means = torch.stack([data.x[m].mean((0, 2, 3)) for m in MODALITIES])
+    means = torch.stack([data.x[m][:].mean((0, 2, 3)) for m in MODALITIES])
     assert float(torch.cdist(means, means).add(torch.eye(5)).min()) > 0.05
+    # about SKLEARN_SHARE of the digits are scikit-learn's, the rest font glyphs
+    ids = torch.cat(list(data.instance.values()))
+    share = float((ids >= pm.SKLEARN_OFFSET).float().mean())
+    assert abs(share - pm.SKLEARN_SHARE) < 0.05
 
     a = embedded_polymnist(50, "test", torch.Generator().manual_seed(7))
     b = embedded_polymnist(50, "test", torch.Generator().manual_seed(7))
     c = embedded_polymnist(50, "test", torch.Generator().manual_seed(8))
-    assert all(torch.equal(a.x[m], b.x[m]) for m in MODALITIES)
+    assert all(torch.equal(a.x[m][:], b.x[m][:]) for m in MODALITIES)
     assert torch.equal(a.label, b.label)
-    assert not torch.equal(a.x["m0"], c.x["m0"])
+    assert not torch.equal(a.x["m0"][:], c.x["m0"][:])
     assert len(a.subset(slice(0, 4))) == 4 and a.subset([1, 2]).instance["m1"].shape == (2,)
+    picked = a.subset(torch.tensor([3, 1]))
+    assert torch.equal(picked.x["m2"][:], a.x["m2"][:][[3, 1]])  # views compose, no copy
+
+
+def _instance_label(ids: torch.Tensor) -> torch.Tensor:
+    from sklearn.datasets import load_digits
+
+    from repro.data.glyphs import glyph_bank
+
+    target = torch.from_numpy(load_digits().target)
+    glyph = ids < pm.SKLEARN_OFFSET
+    out = torch.empty_like(ids)
+    out[glyph] = glyph_bank().label[ids[glyph]]
+    out[~glyph] = target[ids[~glyph] - pm.SKLEARN_OFFSET]
+    return out
 
 
 def test_standin_modalities_show_different_instances_and_splits_are_disjoint():
-    from sklearn.datasets import load_digits
+    from repro.data.glyphs import FACES, TEST_FACES, glyph_bank
 
-    target = torch.from_numpy(load_digits().target)
     train = embedded_polymnist(1000, "train", torch.Generator().manual_seed(0))
     test = embedded_polymnist(1000, "test", torch.Generator().manual_seed(0))
     for data in (train, test):
         instances = torch.stack([data.instance[m] for m in MODALITIES], 1)  # (N, 5)
-        assert bool((instances.sort(1).values.diff(1) > 0).all())  # five distinct instances
-        assert bool((target[instances] == data.label[:, None]).all())  # of the tuple's class
+        assert bool((instances.sort(1).values.diff(1) > 0).all())  # five distinct digits
+        assert bool((_instance_label(instances) == data.label[:, None]).all())  # of its class
         for j in range(1, 5):
-            assert bool((data.x["m0"] != data.x[MODALITIES[j]]).flatten(1).any(1).all())
-    train_ids = torch.cat(list(train.instance.values())).unique()
-    test_ids = torch.cat(list(test.instance.values())).unique()
-    assert bool((test_ids % 5 == 0).all()) and bool((train_ids % 5 != 0).all())
-    assert len(set(train_ids.tolist()) & set(test_ids.tolist())) == 0
-    assert len(train_ids) > 1000 and len(test_ids) > 300  # draws cover the pools
+            assert bool((data.x["m0"][:] != data.x[MODALITIES[j]][:]).flatten(1).any(1).all())
+    bank = glyph_bank()
+    for data, split in ((train, "train"), (test, "test")):
+        ids = torch.cat(list(data.instance.values())).unique()
+        glyphs, digits = ids[ids < pm.SKLEARN_OFFSET], ids[ids >= pm.SKLEARN_OFFSET]
+        faces = {FACES[int(f)] for f in bank.face[glyphs]}
+        assert (faces <= set(TEST_FACES)) == (split == "test") and faces
+        assert bool(((digits - pm.SKLEARN_OFFSET) % 5 == 0).all()) == (split == "test")
+    train_ids = set(torch.cat(list(train.instance.values())).tolist())
+    test_ids = set(torch.cat(list(test.instance.values())).tolist())
+    assert not train_ids & test_ids
+    assert len(train_ids) > 600 and len(test_ids) > 250  # draws cover the pools
 
 
 def test_standin_translated_variant_is_smaller_and_moves(monkeypatch):
-    monkeypatch.setattr(pm, "_standin_backgrounds", _solid_backgrounds)
+    monkeypatch.setattr(pm, "_field_backgrounds", _solid_backgrounds)
     plain = embedded_polymnist(400, "train", torch.Generator().manual_seed(0))
     moved = embedded_polymnist(400, "train", torch.Generator().manual_seed(0), translated=True)
     assert "translated" in moved.source
     ys = torch.arange(28, dtype=torch.float32)
     area, spread = {}, {}
     for name, data in (("plain", plain), ("moved", moved)):
-        masks = _masks(data.x["m0"], COLOURS[0]).float()
+        masks = _masks(data.x["m0"][:], COLOURS[0]).float()
         assert bool((masks.sum((1, 2)) > 10).all())  # a digit on every image
         area[name] = masks.sum((1, 2)).mean()
         centre = (masks.sum(2) * ys).sum(1) / masks.sum((1, 2))  # row centroid
@@ -306,6 +333,30 @@ def test_standin_translated_variant_is_smaller_and_moves(monkeypatch):
         spread[name] = centre.std()
     assert 0.4 < float(area["moved"] / area["plain"]) < 0.75
     assert float(spread["moved"]) > 1.3 * float(spread["plain"])
+
+
+def test_standin_draws_are_cached_with_the_generator_state(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_DATA", str(tmp_path))  # an empty data root: the stand-in
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))
+    g1 = torch.Generator().manual_seed(5)
+    with pytest.warns(UserWarning, match="REPRO_DATA"):
+        first = polymnist("train", n=40, generator=g1)
+    after = torch.rand(3, generator=g1)
+    assert len(list((tmp_path / "cache" / "polymnist").glob("standin-train-*.pt"))) == 1
+    calls = []
+    monkeypatch.setattr(pm, "embedded_polymnist", lambda *a, **k: calls.append(a))
+    g2 = torch.Generator().manual_seed(5)
+    again = polymnist("train", n=40, generator=g2)  # from the cache
+    assert not calls and torch.equal(again.x["m3"][:], first.x["m3"][:])
+    assert torch.equal(torch.rand(3, generator=g2), after)  # the generator moved on the same
+    [path] = (tmp_path / "cache" / "polymnist").glob("standin-train-*.pt")
+    path.write_bytes(path.read_bytes()[:100])  # truncated: a miss, redrawn
+    monkeypatch.undo()
+    monkeypatch.setenv("REPRO_DATA", str(tmp_path))
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))
+    with pytest.warns(RuntimeWarning, match="unreadable"):
+        redrawn = polymnist("train", n=40, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(redrawn.x["m3"][:], first.x["m3"][:])
 
 
 def test_standin_argument_errors():

@@ -49,6 +49,7 @@ from repro.paths import cache_dir, data_root, repo_root
 __all__ = [
     "MODALITIES",
     "BACKGROUNDS",
+    "FIELD_BACKGROUNDS",
     "MultimodalImages",
     "load_polymnist",
     "build_polymnist",
@@ -63,7 +64,8 @@ TRANSLATE_SCALE = 0.75  # Daunhawer et al. 2022; MultiVae translated_mmnist.py (
 STANDIN_SIZE = {"train": 5000, "test": 1000}  # default n of the stand-in
 TEST_EVERY = 5  # sklearn digit i is a test instance iff i % 5 == 0 (a fixed 80/20 split)
 
-#: The stand-in's backgrounds, one per modality (all ship inside installed dependencies).
+#: Photos that ship inside installed dependencies (the MNIST-SVHN-Text stand-in's SVHN crops;
+#: the PolyMNIST stand-in uses :data:`FIELD_BACKGROUNDS`).
 BACKGROUNDS = (
     "sklearn china.jpg (half size)",
     "sklearn flower.jpg (half size)",
@@ -533,8 +535,8 @@ FIELD_SEED = 2021  # background m<k> is drawn from seed FIELD_SEED + k (fixed, n
 SKLEARN_SHARE = 0.25  # share of scikit-learn's handwritten digits among the stand-in's digits
 SKLEARN_OFFSET = 1000  # instance ids: glyph g -> g, scikit-learn digit i -> SKLEARN_OFFSET + i
 SHIFT = 2.0  # digit shift, +- pixels per axis (translated: +- 3.5, the published 7-px range)
-#: The stand-in's backgrounds, as described in sources.
-BACKGROUNDS = tuple(f"smooth noise field coloured by {c}" for c in FIELD_COLORMAPS)
+#: The PolyMNIST stand-in's backgrounds, as its ``source`` describes them.
+FIELD_BACKGROUNDS = tuple(f"smooth noise field coloured by {c}" for c in FIELD_COLORMAPS)
 
 
 @functools.lru_cache(maxsize=1)
@@ -727,7 +729,7 @@ def embedded_polymnist(
         f"scikit-learn load_digits ({split} split: font faces "
         f"{'in' if split == 'test' else 'outside'} repro.data.glyphs.TEST_FACES, load_digits "
         f"index % {TEST_EVERY} {'==' if split == 'test' else '!='} 0) on crops of "
-        f"{'; '.join(BACKGROUNDS)}"
+        f"{'; '.join(FIELD_BACKGROUNDS)}"
     )
     return MultimodalImages(x, label, source, instance)
 

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import (
     Bernoulli,
@@ -23,6 +24,7 @@ __all__ = [
     "FixedScaleNormal",
     "FixedScaleLaplace",
     "FixedScaleImage",
+    "BernoulliImage",
     "likelihood",
     "MLPDecoder",
     "ConvDecoder",
@@ -114,6 +116,39 @@ class FixedScaleImage(Independent):
         return total.mul(-0.5 / s**2) - n * (math.log(s) + _HALF_LOG_2PI)
 
 
+class BernoulliImage(Independent):
+    """``Independent`` over a ``Bernoulli(logits=...)``, its event summed without a negation pass.
+
+    The same distribution as ``Independent(Bernoulli(logits=l), k)``; :meth:`log_prob` is
+    ``-sum BCE_with_logits(l, x)`` over the event, the same values and gradients bit for bit
+    (``Bernoulli.log_prob`` is ``-BCE`` elementwise, summed afterwards), two full-size passes
+    fewer per decoder and step.
+
+    Args:
+        base_distribution: a ``Bernoulli`` built from logits.
+        reinterpreted_batch_ndims: event dims ``k``.
+    """
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """The log-probability of ``value``, summed over the event dims.
+
+        Args:
+            value: ``(..., *event)`` observations in ``[0, 1]``, broadcastable against the
+                logits (checked against the support when the base validates its arguments).
+
+        Returns:
+            ``(...)`` log-probabilities, the broadcast of the batch shapes.
+        """
+        base, k = self.base_dist, self.reinterpreted_batch_ndims
+        if k == 0 or not isinstance(base, Bernoulli) or "logits" not in base.__dict__:
+            return super().log_prob(value)
+        if base._validate_args:
+            base._validate_sample(value)
+        logits, value = torch.broadcast_tensors(base.logits, value)
+        bce = F.binary_cross_entropy_with_logits(logits, value, reduction="none")
+        return -bce.sum(tuple(range(-k, 0)))
+
+
 LIKELIHOODS = ("bernoulli", "normal", "laplace", "categorical")
 
 
@@ -136,16 +171,14 @@ def likelihood(out: Tensor, kind: str, scale: float, event_dims: int) -> Distrib
         ValueError: for an unknown ``kind``.
     """
     if kind == "bernoulli":
-        base: Distribution = Bernoulli(logits=out)
-    elif kind == "normal":
+        return BernoulliImage(Bernoulli(logits=out), event_dims)
+    if kind == "normal":
         return FixedScaleImage(FixedScaleNormal(torch.sigmoid(out), scale), event_dims)
-    elif kind == "laplace":
+    if kind == "laplace":
         return FixedScaleImage(FixedScaleLaplace(torch.sigmoid(out), scale), event_dims)
-    elif kind == "categorical":  # the last axis is the categorical's own event
+    if kind == "categorical":  # the last axis is the categorical's own event
         return Independent(OneHotCategorical(logits=out), event_dims - 1)
-    else:
-        raise ValueError(f"unknown likelihood {kind!r}; choose one of {LIKELIHOODS}")
-    return Independent(base, event_dims)
+    raise ValueError(f"unknown likelihood {kind!r}; choose one of {LIKELIHOODS}")
 
 
 class MLPDecoder(nn.Module):

@@ -284,13 +284,20 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
 
 
 class _ProgressView:
-    """Follows a JSON-lines progress file written by :func:`repro.train.fit` in a kernel."""
+    """Follows a JSON-lines progress file written by :func:`repro.train.fit` in a kernel.
+
+    Several training stages may run at once (the units of a figure on a process pool): on a
+    terminal each running stage has its own bar, removed when the stage ends and replaced by
+    one line that sums it up; elsewhere, one line per update (at most one per stage every
+    ``min_interval`` seconds, plus each stage's start and end). Units that start and finish
+    (:func:`repro.train.progress_record`) are shown as lines with a ``done/total`` count.
+    """
 
     def __init__(self, path: Path, stream: IO[str], min_interval: float) -> None:
         self.path, self.stream, self.min_interval = path, stream, min_interval
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.offset, self.tail = 0, b""
-        self.bar: Any = None
+        self.bars: dict[str, Any] = {}
         self.last_line: dict[str, float] = {}
 
     def poll(self) -> None:
@@ -310,6 +317,9 @@ class _ProgressView:
                 continue
 
     def show(self, record: dict[str, Any]) -> None:
+        if "event" in record:
+            self._show_event(record)
+            return
         desc, epoch, epochs = str(record["desc"]), int(record["epoch"]), int(record["epochs"])
         starting = bool(record.get("start"))
         if self.tty:
@@ -317,26 +327,48 @@ class _ProgressView:
         else:
             self._show_line(desc, epoch, epochs, starting, record)
 
+    def _write(self, text: str) -> None:
+        from tqdm.std import tqdm
+
+        tqdm.write(text, file=self.stream)  # clears the bars (and papermill's) first
+        self.stream.flush()
+
+    def _show_event(self, record: dict[str, Any]) -> None:
+        event, desc = str(record["event"]), str(record["desc"])
+        count = f"[{int(record['done'])}/{int(record['total'])}]"
+        if event == "unit-start":
+            self._write(f"  {desc}: started")
+        elif event == "unit-cached":
+            self._write(f"  {count} {desc}: finished earlier (its cached result is used)")
+        elif event == "unit-done":
+            self._write(f"  {count} {desc}: done")
+
     def _show_bar(
         self, desc: str, epoch: int, epochs: int, starting: bool, record: dict[str, Any]
     ) -> None:
         from tqdm.std import tqdm
 
-        bar = self.bar
-        if bar is None or starting or bar.desc != desc or bar.total != epochs or epoch < bar.n:
-            self.close_bar()
-            bar = self.bar = tqdm(
+        bar = self.bars.get(desc)
+        if bar is None or starting or bar.total != epochs or epoch < bar.n:
+            if bar is not None:
+                bar.close()
+            bar = self.bars[desc] = tqdm(
                 total=epochs,
                 initial=epoch if starting else epoch - 1,
                 desc=desc,
                 unit="epoch",
                 file=self.stream,
-                leave=True,
+                leave=False,
                 dynamic_ncols=True,
             )
         if epoch > bar.n:
             bar.set_postfix(_metrics(record), refresh=False)
             bar.update(epoch - bar.n)
+            bar.refresh()  # one update per epoch: always shown
+        if epoch >= epochs and not starting:  # the stage is over: one line instead of a bar
+            bar.close()
+            del self.bars[desc]
+            self._write(f"    {desc}: {_summary(epoch, epochs, record)}")
 
     def _show_line(
         self, desc: str, epoch: int, epochs: int, starting: bool, record: dict[str, Any]
@@ -345,24 +377,34 @@ class _ProgressView:
         if starting:
             text = f"resuming after epoch {epoch}/{epochs}" if epoch else f"{epochs} epoch(s)"
         elif epoch == epochs or now - self.last_line.get(desc, -1e9) >= self.min_interval:
-            metrics = "  ".join(f"{k} {v}" for k, v in _metrics(record).items())
-            text = f"epoch {epoch}/{epochs}  {metrics}  ({record.get('elapsed', 0):.1f} s)"
+            text = _summary(epoch, epochs, record)
         else:
             return
         self.last_line[desc] = now
-        from tqdm.std import tqdm
-
-        tqdm.write(f"    {desc}: {text}", file=self.stream)  # clears papermill's cell bar first
-        self.stream.flush()
+        self._write(f"    {desc}: {text}")
 
     def close_bar(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        """Close every open bar (the end of a notebook)."""
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+def _number(value: float) -> str:
+    """4 significant digits, but 1 decimal from 1,000 on.
+
+    A large likelihood constant would otherwise hide every change (``-2119`` at every epoch).
+    """
+    return f"{value:.1f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def _metrics(record: Mapping[str, Any]) -> dict[str, str]:
-    return {k: f"{record[k]:.4g}" for k in ("train", "val") if record.get(k) is not None}
+    return {k: _number(record[k]) for k in ("train", "val") if record.get(k) is not None}
+
+
+def _summary(epoch: int, epochs: int, record: Mapping[str, Any]) -> str:
+    metrics = "  ".join(f"{k} {v}" for k, v in _metrics(record).items())
+    return f"epoch {epoch}/{epochs}  {metrics}  ({record.get('elapsed', 0):.1f} s)"
 
 
 @contextmanager

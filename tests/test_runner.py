@@ -193,8 +193,32 @@ def test_follow_progress_keeps_a_bar_per_stage_on_a_terminal(tmp_path):
             {"desc": "stage 2", "epoch": 1, "epochs": 4, "train": -2.0, "val": -3.0},
         )
     text = stream.getvalue()
-    assert "stage 1:  50%" in text and "5/10" in text and "10/10" in text and "0/5" not in text
+    assert "stage 1:  50%" in text and "5/10" in text and "0/5" not in text
     assert "stage 2:  25%" in text and "1/4" in text and "val=-3" in text
+    # a finished stage leaves one line, not its bar a second time
+    assert text.count("    stage 1: epoch 10/10  train -1  (") == 1
+
+
+def test_follow_progress_shows_concurrent_stages_and_units(tmp_path):
+    stream = _Terminal()
+    path = tmp_path / "p.jsonl"
+    with runner.follow_progress(path, stream, interval=0.01):
+        _records(
+            path,
+            {"desc": "fig unit A", "event": "unit-start", "done": 0, "total": 2},
+            {"desc": "fig unit B", "event": "unit-start", "done": 0, "total": 2},
+            {"desc": "A: train", "epoch": 0, "epochs": 2, "start": True},
+            {"desc": "B: train", "epoch": 0, "epochs": 2, "start": True},
+            {"desc": "A: train", "epoch": 1, "epochs": 2, "train": -2119.37},
+            {"desc": "B: train", "epoch": 1, "epochs": 2, "train": -5.0},
+            {"desc": "A: train", "epoch": 2, "epochs": 2, "train": -2118.91},
+            {"desc": "fig unit A", "event": "unit-done", "done": 1, "total": 2},
+        )
+    text = stream.getvalue()
+    assert "A: train:  50%" in text and "B: train:  50%" in text  # two bars at once
+    assert "train=-2119.4" in text  # large values keep a decimal: the change shows
+    assert "    A: train: epoch 2/2  train -2118.9" in text
+    assert "  fig unit A: started" in text and "  [1/2] fig unit A: done" in text
 
 
 def test_missing_notebook_says_which_file_and_folder(tmp_path, monkeypatch, capsys):

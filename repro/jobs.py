@@ -80,11 +80,14 @@ class Unit:
             errors, the key of the returned mapping).
         fn: a module-level function (workers import it by name); called as ``fn(*args)``.
         args: picklable arguments, typically the frozen config and the unit's coordinates.
+        cost: relative run time, a scheduling hint only: a pool starts the costliest units
+            first, so that a long one does not start last (not part of the cache key).
     """
 
     name: str
     fn: Callable[..., Any]
     args: tuple[Any, ...] = ()
+    cost: float = 1.0
 
 
 @dataclass
@@ -373,7 +376,7 @@ def _run(
     futures: dict[cf.Future, Unit] = {}
     try:
         with _main_hidden() if own else contextlib.nullcontext():  # workers start on submit
-            for unit in todo:
+            for unit in sorted(todo, key=lambda u: -u.cost):  # longest first (stable)
                 progress.started(unit)
                 futures[pool.submit(_execute, figure, unit, paths[unit.name], threads)] = unit
         pending = set(futures)

@@ -1,11 +1,17 @@
 """Training settings and the preset mechanism; nothing figure-specific lives here.
 
 Each paper keeps its frozen experiment configs and their ``quick`` / ``full`` presets in
-``repro/papers/<key>/settings.py`` and exposes them through :func:`select`. ``quick`` runs on 2
-CPU cores in about a minute from embedded data; it is what the notebooks' saved ``parameters``
-cells and CI run. ``full`` is the paper-scale setting, meant for a GPU. The profile a config came
-from is stored in its ``profile`` field, set here: it is the one source of truth for where its
-figure is written.
+``repro/papers/<key>/settings.py`` and exposes them through :func:`select`. The profiles:
+
+* ``quick``: 2 CPU cores, minutes, embedded data; the notebooks' saved ``parameters`` cells and
+  CI run it, and it is designed so that the figure has content;
+* ``intermediate``: for a figure whose ``full`` profile is out of reach on a CPU, the largest
+  settings that train in at most about 2.5 hours on a 2-core CPU (a figure without one refuses
+  the name); its run is committed under ``figures/intermediate/``;
+* ``full``: the paper's settings, meant for a GPU, on the real data when it is present.
+
+The profile a config came from is stored in its ``profile`` field, set here: it is the one
+source of truth for where its figure is written.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 
 __all__ = ["TrainConfig", "PROFILES", "SMOKE_SIZE", "select", "smoke"]
 
-PROFILES = ("quick", "full")
+PROFILES = ("quick", "intermediate", "full")
 SMOKE_SIZE = 64  # samples per data split in a smoke run
 SIZE_FIELDS = ("n_train", "n_val", "n_test")  # data-size fields a smoke run shrinks
 
@@ -55,7 +61,8 @@ def select(
     Args:
         presets: ``{experiment: {"quick": cfg, "full": cfg}}`` of one paper.
         name: experiment name, a key of ``presets``.
-        profile: ``"quick"`` or ``"full"``; stored in the config's ``profile`` field.
+        profile: ``"quick"``, ``"intermediate"`` or ``"full"``; stored in the config's
+            ``profile`` field.
         **overrides: fields to replace, e.g. ``seed=1``, ``device="cuda"``.
 
     Returns:
@@ -67,7 +74,11 @@ def select(
     if name not in presets:
         raise ValueError(f"unknown experiment {name!r}; choose one of {sorted(presets)}")
     if profile not in PROFILES or profile not in presets[name]:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(presets[name])}")
+        have = [p for p in PROFILES if p in presets[name]]
+        raise ValueError(
+            f"unknown profile {profile!r} for {name!r}; choose one of {have}"
+            + (" (this figure has no intermediate preset)" if profile == "intermediate" else "")
+        )
     cfg = presets[name][profile]
     names = {f.name for f in dataclasses.fields(cfg)}
     unknown = sorted(set(overrides) - names)

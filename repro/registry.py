@@ -16,12 +16,16 @@ class Figure:
         paper: paper key (``jnf``, ``iai``, ``mmvm``, ``coord``).
         reproduces: which figure of which paper.
         notebook: path of the notebook, relative to ``notebooks/``.
+        experiment: the experiment behind it: its config is
+            ``repro.papers.<paper>.settings.get(experiment, profile)`` and its run is
+            ``repro.papers.<paper>.<experiment>.run(cfg)``.
     """
 
     name: str
     paper: str
     reproduces: str
     notebook: str
+    experiment: str = ""
 
 
 FIGURES: dict[str, Figure] = {
@@ -33,6 +37,7 @@ FIGURES: dict[str, Figure] = {
             reproduces="Senellart & Allassonniere (arXiv 2502.03952), Fig. 2: Gaussian vs flow "
             "vs DCCA unimodal posteriors on toy squares/circles",
             notebook="jnf_toy_posteriors.ipynb",
+            experiment="toy_posteriors",
         ),
         Figure(
             name="jnf_coherence_fid",
@@ -40,6 +45,7 @@ FIGURES: dict[str, Figure] = {
             reproduces="Senellart & Allassonniere (arXiv 2502.03952), Fig. 4: coherence by number "
             "of inputs and coherence vs FID on PolyMNIST",
             notebook="jnf_coherence_fid.ipynb",
+            experiment="coherence_fid",
         ),
         Figure(
             name="mmvm_latents",
@@ -47,6 +53,7 @@ FIGURES: dict[str, Figure] = {
             reproduces="Sutter et al. (arXiv 2403.05300), Fig. 4: 2-D latents of five rats "
             "coloured by odor, independent / AVG / MoPoE / MMVM",
             notebook="mmvm_latents.ipynb",
+            experiment="latents",
         ),
         Figure(
             name="mmvm_beta_tradeoff",
@@ -54,6 +61,7 @@ FIGURES: dict[str, Figure] = {
             reproduces="Sutter et al. (arXiv 2403.05300), Fig. 3 (rat version, inferred layout): "
             "latent accuracy and coherence vs reconstruction error over beta",
             notebook="mmvm_beta_tradeoff.ipynb",
+            experiment="tradeoff",
         ),
         Figure(
             name="iai_elbo_iterations",
@@ -62,6 +70,7 @@ FIGURES: dict[str, Figure] = {
             "refinement iteration with the PoE source model, cross-modal generations, probe / "
             "similarity table",
             notebook="iai_elbo_iterations.ipynb",
+            experiment="elbo_iterations",
         ),
     )
 }

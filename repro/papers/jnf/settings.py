@@ -98,8 +98,10 @@ class CoherenceFIDConfig:
     profile: str = "full"  # preset this config came from
     seed: int = 0  # first seed (paper: seeds 0-3, one point per model and seed)
     n_seeds: int = 4  # seeds seed, seed + 1, ..., seed + n_seeds - 1
-    device: str = "auto"  # "auto", "cpu" or "cuda"
-    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:<i>"
+    threads: int = 0  # torch CPU threads per unit; 0 keeps torch's default
+    executor: str = "auto"  # repro.jobs: "auto" (CPU: a local pool), "sequential" or "local"
+    workers: int = 0  # processes of the local pool (0: one per core)
     smoke: bool = False  # a few batches of every stage (repro.config.smoke), output in runs/
     data: PolyMNISTConfig = field(default_factory=PolyMNISTConfig)
     models: tuple[str, ...] = (
@@ -184,25 +186,27 @@ PRESETS: dict[str, dict[str, Any]] = {
             n_seeds=1,
             device="cpu",
             threads=1,
-            data=PolyMNISTConfig(n_train=2_000, n_val=300, n_test=500),
+            data=PolyMNISTConfig(n_train=10_000, n_val=1_000, n_test=1_000),
             latent_dim=16,
             channels=(16, 32),
             joint_hidden=128,
+            likelihood="normal",
+            scale=0.2,
             flow_hidden=(64, 64),
             dcca_encoder_hidden=(64,),
-            jmvae_warmup=3,
+            jmvae_warmup=2,
             mmvae_K=1,
-            train=TrainConfig(epochs=8, batch_size=128),
-            jnf_joint_train=TrainConfig(epochs=5, batch_size=128),
-            jnf_unimodal_train=TrainConfig(epochs=4, batch_size=128),
+            train=TrainConfig(epochs=5, batch_size=64),
+            jnf_joint_train=TrainConfig(epochs=5, batch_size=64),
+            jnf_unimodal_train=TrainConfig(epochs=3, batch_size=64),
             dcca_train=TrainConfig(epochs=3, batch_size=500, lr=1e-3, optimizer="rmsprop"),
-            dcca_joint_train=TrainConfig(epochs=5, batch_size=128),
-            dcca_unimodal_train=TrainConfig(epochs=4, batch_size=128),
+            dcca_joint_train=TrainConfig(epochs=5, batch_size=64),
+            dcca_unimodal_train=TrainConfig(epochs=3, batch_size=64),
             classifier_epochs=10,
             classifier_n_train=10_000,
             hmc=(("n_steps", 10), ("adapt_steps", 10), ("n_leapfrog", 5)),
-            n_joint=500,
-            n_fid=500,
+            n_joint=1_000,
+            n_fid=1_000,
         ),
     },
 }

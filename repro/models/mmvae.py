@@ -64,7 +64,11 @@ class MMVAE(MultimodalVAE):
             CUB used 50), 1 for ``"elbo"``.
         estimator: ``"dreg"``, ``"iwae"`` or ``"elbo"``.
         beta: KL weight of the ``"elbo"`` estimator.
-        stratified: ``"all"`` or the ``"chunks"`` quirk (``"elbo"`` only).
+        stratified: ``"all"`` or the ``"chunks"`` quirk (``"elbo"`` only): one expert per
+            sample (contiguous chunks of the batch), an unbiased estimate of the average over
+            the experts, ``M`` times cheaper.
+        chunk_remainder: leftover rows of ``"chunks"``: ``"last"`` (mmvmvae) or
+            ``"random"`` (equal weight per expert for any batch size).
         kl_per_modality: the ``M * KL`` quirk (``"elbo"`` only).
         likelihood_weights: per-modality likelihood rescaling (MMVAE's ``llik_scaling``, e.g.
             MNIST 3.92 against SVHN); ``None`` for the bound on ``log p(X)``.
@@ -89,6 +93,7 @@ class MMVAE(MultimodalVAE):
         estimator: str = "iwae",
         beta: float = 1.0,
         stratified: str = "all",
+        chunk_remainder: str = "last",
         kl_per_modality: bool = False,
         likelihood_weights: Mapping[str, float] | None = None,
     ) -> None:
@@ -108,6 +113,7 @@ class MMVAE(MultimodalVAE):
             )
         self.K, self.estimator, self.beta = K, estimator, beta
         self.stratified, self.kl_per_modality = stratified, kl_per_modality
+        self.chunk_remainder = chunk_remainder
         self.likelihood_weights = dict(likelihood_weights) if likelihood_weights else None
 
     def aggregate(
@@ -131,7 +137,7 @@ class MMVAE(MultimodalVAE):
         if self.estimator == "elbo" and self.stratified == "chunks":
             return chunked_elbo(
                 self, x, mask, q, self.K, self.beta, self.kl_per_modality, generator,
-                self.likelihood_weights,
+                self.likelihood_weights, remainder=self.chunk_remainder,
             )  # fmt: skip
         weights = q.mixture_distribution.probs  # (B, M)
         present = presence(mask, self.modalities)

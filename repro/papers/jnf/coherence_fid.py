@@ -178,7 +178,10 @@ def build_model(name: str, cfg: CoherenceFIDConfig) -> MultimodalVAE:
     if name == "CRMVAE":
         return CRMVAE(encoders, decoders, d)
     if name == "MMVAE":
-        return MMVAE(encoders, decoders, d, K=cfg.mmvae_K)
+        return MMVAE(
+            encoders, decoders, d, K=cfg.mmvae_K, estimator=cfg.mmvae_estimator,
+            stratified=cfg.mmvae_stratified, chunk_remainder="random",
+        )  # fmt: skip
     return MVAE(encoders, decoders, d)
 
 

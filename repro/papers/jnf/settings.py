@@ -130,6 +130,9 @@ class CoherenceFIDConfig:
     mvtcae_alpha: float = 0.1  # MVTCAE defaults
     mvtcae_beta: float = 2.5
     mmvae_K: int = 10  # importance samples (MultiVae benchmark: K = 10)
+    mmvae_estimator: str = "iwae"  # "iwae" (stratified IWAE), or "elbo" (with mmvae_stratified)
+    mmvae_stratified: str = "all"  # "all" experts per sample, or "chunks": one per sample (an
+    # unbiased estimate of the average over experts, 5x cheaper; with estimator "elbo")
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(epochs=500, batch_size=128, checkpoint=True)
     )  # paper: Adam lr 1e-3, batch 128, 500 epochs
@@ -187,7 +190,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             device="cpu",
             threads=1,
             data=PolyMNISTConfig(n_train=10_000, n_val=1_000, n_test=1_000),
-            latent_dim=16,
+            latent_dim=32,
             channels=(16, 32),
             joint_hidden=128,
             likelihood="normal",
@@ -196,17 +199,54 @@ PRESETS: dict[str, dict[str, Any]] = {
             dcca_encoder_hidden=(64,),
             jmvae_warmup=2,
             mmvae_K=1,
+            mmvae_estimator="elbo",
+            mmvae_stratified="chunks",
             train=TrainConfig(epochs=5, batch_size=64),
             jnf_joint_train=TrainConfig(epochs=5, batch_size=64),
             jnf_unimodal_train=TrainConfig(epochs=3, batch_size=64),
             dcca_train=TrainConfig(epochs=3, batch_size=500, lr=1e-3, optimizer="rmsprop"),
             dcca_joint_train=TrainConfig(epochs=5, batch_size=64),
             dcca_unimodal_train=TrainConfig(epochs=3, batch_size=64),
-            classifier_epochs=10,
+            classifier_epochs=15,
             classifier_n_train=10_000,
             hmc=(("n_steps", 10), ("adapt_steps", 10), ("n_leapfrog", 5)),
             n_joint=1_000,
             n_fid=1_000,
+        ),
+        # The largest settings that train in about 2.5 h on a 2-core CPU (one seed, about 4 CPU
+        # hours): the quick choices that make the models learn (Gaussian likelihood, batch 64,
+        # MMVAE one expert per sample), the full profile's conv widths, 50,000 training tuples
+        # (the real training split's size) and 20 epochs.
+        "intermediate": CoherenceFIDConfig(
+            profile="intermediate",
+            n_seeds=1,
+            device="cpu",
+            threads=1,
+            data=PolyMNISTConfig(n_train=50_000, n_val=5_000, n_test=5_000),
+            latent_dim=64,
+            channels=(32, 64),
+            joint_hidden=256,
+            likelihood="normal",
+            scale=0.2,
+            flow_hidden=(128, 128),
+            dcca_encoder_hidden=(128,),
+            jmvae_warmup=8,
+            mmvae_K=1,
+            mmvae_estimator="elbo",
+            mmvae_stratified="chunks",
+            train=TrainConfig(epochs=20, batch_size=64, checkpoint=True),
+            jnf_joint_train=TrainConfig(epochs=20, batch_size=64, checkpoint=True),
+            jnf_unimodal_train=TrainConfig(epochs=10, batch_size=64, checkpoint=True),
+            dcca_train=TrainConfig(
+                epochs=10, batch_size=800, lr=1e-3, optimizer="rmsprop", checkpoint=True
+            ),
+            dcca_joint_train=TrainConfig(epochs=20, batch_size=64, checkpoint=True),
+            dcca_unimodal_train=TrainConfig(epochs=10, batch_size=64, checkpoint=True),
+            classifier_epochs=10,
+            classifier_n_train=50_000,
+            hmc=(("n_steps", 20), ("adapt_steps", 20), ("n_leapfrog", 5)),
+            n_joint=5_000,
+            n_fid=5_000,
         ),
     },
 }

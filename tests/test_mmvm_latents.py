@@ -104,3 +104,55 @@ def test_spike_encoder_floors_the_log_variance_in_evaluation_only():
     torch.nn.init.constant_(enc.logvar.bias, -60.0)  # above the floor: eval == train
     with torch.no_grad():
         torch.testing.assert_close(enc.eval()(x).stddev, enc.train()(x).stddev, rtol=0, atol=0)
+
+
+def tiny(**overrides):
+    """A few trials, narrow networks, one epoch: the run's every path in seconds."""
+    from repro.config import TrainConfig
+    from repro.papers.mmvm.settings import NeuralDataConfig
+
+    return settings.get(
+        "latents", "quick", hidden=8, data=NeuralDataConfig(n_trials_per_odor=10),
+        train=TrainConfig(epochs=1, batch_size=64, lr=3e-3, restore_best=False, progress=False),
+        mlp_hidden=(16,), mlp_epochs=1, **overrides,
+    )  # fmt: skip
+
+
+def _numbers(details):
+    """``details`` without the throughput (a timing, not a result)."""
+    return {
+        k: {kk: vv for kk, vv in v.items() if kk != "train_samples_per_second"}
+        if isinstance(v, dict) and "train_samples_per_second" in v
+        else v
+        for k, v in details.items()
+    }
+
+
+def test_units_on_the_local_pool_give_the_sequential_numbers_bit_for_bit(tmp_path, monkeypatch):
+    out = {}
+    for executor in ("sequential", "local"):
+        monkeypatch.setenv("REPRO_CACHE", str(tmp_path / executor))  # nothing cached
+        out[executor] = latents.run(tiny(executor=executor, workers=2))
+    seq, pool = out["sequential"], out["local"]
+    assert list(seq.metrics) == list(latents.METHODS)
+    assert seq.metrics == pool.metrics
+    assert _numbers(seq.details) == _numbers(pool.details)
+    for method in latents.METHODS:
+        for rat in RATS:
+            assert torch.equal(seq.means[method][rat], pool.means[method][rat]), (method, rat)
+    assert seq.metrics["MMVM"] != seq.metrics["AVG"]
+
+
+def test_units_are_the_methods_and_a_rerun_reads_them_from_the_cache(tmp_path, monkeypatch):
+    from repro import jobs
+
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path))
+    cfg = tiny(methods=("independent", "MMVM"), executor="sequential")
+    assert [u.name for u in latents.units(cfg)] == ["independent", "MMVM"]
+    first = latents.run(cfg)
+    for unit in latents.units(cfg):
+        assert jobs.result_path(cfg.name, unit).is_file()
+    calls = []
+    monkeypatch.setattr(latents, "fit_stages", lambda *a, **k: calls.append(a))
+    again = latents.run(cfg)  # every unit finished: nothing is trained
+    assert not calls and again.metrics == first.metrics

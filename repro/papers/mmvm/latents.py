@@ -6,6 +6,11 @@ calibrated simulator of :mod:`repro.data.neural`): independent VAEs, AVG, MoPoE 
 are trained on the same samples with the same per-rat networks; the posterior means of each rat's
 held-out sub-windows are scattered directly (no projection) and probed with logistic regression,
 per rat and on all rats stacked (the across-rat separation the paper is about).
+
+The run is a set of independent units (:mod:`repro.jobs`; on a CPU a local process pool,
+``cfg.executor``): the coherence classifiers, then one unit per method that rebuilds the data
+from ``cfg.seed``, trains and evaluates its model. Every method starts from the same random
+state (the one after the data split), so its numbers do not depend on which methods run.
 """
 
 from __future__ import annotations
@@ -19,12 +24,20 @@ from torch import Tensor
 from repro import verdicts
 from repro.config import SMOKE_SIZE
 from repro.data.neural import RATS, RatWindows, rats, trial_split
+from repro.jobs import Unit, run_units
 from repro.metrics.coherence import within_noise
-from repro.metrics.latent import cross_coherence, latent_means, linear_probe, train_mlp_classifiers
+from repro.metrics.latent import (
+    MLPClassifier,
+    cross_coherence,
+    latent_means,
+    linear_probe,
+    train_mlp_classifiers,
+)
 from repro.models import AVG, MMVMVAE, MoPoE, MultimodalVAE
 from repro.models.mmvm import independent_vaes
 from repro.papers.mmvm.networks import LOGVAR_BOUNDS, SpikeDecoder, SpikeEncoder
-from repro.papers.mmvm.settings import LatentsConfig
+from repro.papers.mmvm.settings import LatentsConfig, TradeoffConfig
+from repro.record import check_writable
 from repro.runtime import (
     checkpoint_path,
     default_dtype,
@@ -39,6 +52,10 @@ __all__ = [
     "LatentsResult",
     "build_model",
     "split_data",
+    "coherence_classifiers",
+    "train_classifiers",
+    "units",
+    "train_method",
     "run",
     "check_predictions",
     "summary",
@@ -129,8 +146,129 @@ def split_data(
     return data, train, test
 
 
+def coherence_classifiers(
+    cfg: LatentsConfig | TradeoffConfig, train: RatWindows
+) -> dict[str, MLPClassifier]:
+    """The per-rat odor classifiers of the coherence, trained or read from their cache.
+
+    Seeded by ``cfg.seed`` alone (:func:`repro.metrics.latent.train_mlp_classifiers` forks
+    the global RNG), so every unit that asks for them gets the same weights; the classifier
+    unit trains them once, and the method units, which call this after their training, read
+    them from the cache.
+
+    Args:
+        cfg: an ``mmvm`` config (``seed``, ``smoke``, ``mlp_epochs``, ``mlp_hidden``).
+        train: the training split.
+
+    Returns:
+        ``{rat: classifier}`` in eval mode, on the CPU.
+    """
+    return train_mlp_classifiers(
+        train.x, train.label, epochs=1 if cfg.smoke else cfg.mlp_epochs, hidden=cfg.mlp_hidden,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )  # fmt: skip
+
+
+def train_classifiers(cfg: LatentsConfig | TradeoffConfig) -> dict[str, float]:
+    """Unit: train the coherence classifiers (kept by their cache) before the method units.
+
+    Args:
+        cfg: an ``mmvm`` config (this figure's or ``mmvm_beta_tradeoff``'s).
+
+    Returns:
+        ``{rat: held-out accuracy}`` of each rat's classifier on its own test sub-windows.
+    """
+    with default_dtype(torch.float32):
+        set_threads(cfg.threads)
+        _, train, test = split_data(cfg, seed_everything(cfg.seed))
+        classifiers = coherence_classifiers(cfg, train)
+        with torch.no_grad():
+            return {
+                r: float((c(test.x[r]).argmax(-1) == test.label).double().mean())
+                for r, c in classifiers.items()
+            }
+
+
+CLASSIFIER_UNIT = "coherence classifiers"
+
+#: Relative run time of a method's unit (scheduling only: the pool starts the longest first),
+#: from the quick profile's training throughput: MoPoE and MMVM decode every rat from several
+#: posteriors per step.
+UNIT_COST = {"independent": 1.0, "AVG": 1.0, "MoPoE": 1.5, "MMVM": 1.5}
+
+
+def units(cfg: LatentsConfig) -> list[Unit]:
+    """The figure's method units (:func:`train_method`), after :data:`CLASSIFIER_UNIT`."""
+    return [
+        Unit(method, train_method, (cfg, method), UNIT_COST.get(method, 1.0))
+        for method in cfg.methods
+    ]
+
+
+def train_method(cfg: LatentsConfig, method: str) -> dict[str, object]:
+    """Unit: train ``method`` on the figure's data, then probe it and measure its coherence.
+
+    The data, the model and every generator are rebuilt here from ``cfg`` (the data split
+    from ``seed_everything(cfg.seed)``, then the model's initialisation and shuffling continue
+    that stream), so the numbers do not depend on the process or on the other units.
+
+    Args:
+        cfg: the experiment config.
+        method: one of :data:`METHODS`.
+
+    Returns:
+        ``{"metrics", "details", "means", "history"}`` of the method (as in
+        :class:`LatentsResult`; means on the CPU).
+    """
+    with default_dtype(torch.float32):
+        set_threads(cfg.threads)
+        device = resolve_device(cfg.device)
+        generator = seed_everything(cfg.seed)
+        _, train, test = split_data(cfg, generator)
+        dims = {r: train.x[r].shape[1] for r in RATS}
+        model = build_model(method, cfg, dims).to(device)
+        hist = fit_stages(
+            model, train.x, {s: cfg.train for s in model.stages}, None, generator,
+            checkpoints={s: checkpoint_path(cfg, f"{method}_{s}") for s in model.stages},
+            descs={s: f"{method}: {s}" for s in model.stages},
+        )  # fmt: skip
+        model.eval()
+        # The classifiers are read only after the training: CPU BLAS results have depended on
+        # the process's allocation history, and these small 2-D models amplify last-bit
+        # differences (README); the classifier unit has already trained them.
+        classifiers = {r: c.to(device) for r, c in coherence_classifiers(cfg, train).items()}
+        x_train = {r: v.to(device) for r, v in train.x.items()}
+        x_test = {r: v.to(device) for r, v in test.x.items()}
+        z_train, z_test = latent_means(model, x_train), latent_means(model, x_test)
+        held_out = linear_probe(z_train, train.label, z_test, test.label)
+        in_sample = linear_probe(z_train, train.label, z_train, train.label)
+        coh = cross_coherence(
+            model, x_test, test.label.to(device), classifiers, torch.Generator().manual_seed(1)
+        )
+        history = next(iter(hist.values()))
+        metrics = {
+            "within_rat_accuracy": sum(held_out[r] for r in RATS) / len(RATS),
+            "across_rat_accuracy": held_out["all"],
+            "within_rat_accuracy_in_sample": sum(in_sample[r] for r in RATS) / len(RATS),
+            "across_rat_accuracy_in_sample": in_sample["all"],
+            "coherence": coh["mean"],
+        }
+        details = {
+            "probe_held_out": held_out,
+            "probe_in_sample": in_sample,
+            "coherence_pairs": coh["pairs"],
+            "train_samples_per_second": history.samples_per_second,
+        }
+        means = {r: v.cpu() for r, v in z_test.items()}
+        return {"metrics": metrics, "details": details, "means": means, "history": history}
+
+
 def run(cfg: LatentsConfig) -> LatentsResult:
     """Train every method, probe and scatter the held-out latents.
+
+    The classifier unit and then the method units run through :func:`repro.jobs.run_units`
+    (``cfg.executor``: on a CPU a local process pool); each unit's result is cached, so a
+    killed run resumes after its finished units.
 
     Args:
         cfg: the experiment config (``repro.papers.mmvm.settings.get("latents", ...)``).
@@ -144,67 +282,29 @@ def run(cfg: LatentsConfig) -> LatentsResult:
 
 def _run(cfg: LatentsConfig) -> LatentsResult:
     tic = time.perf_counter()
+    check_writable(cfg)  # before any training: a read-only figures/ folder fails now
     set_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    generator = seed_everything(cfg.seed)
-    data, train, test = split_data(cfg, generator)
-    dims = {r: train.x[r].shape[1] for r in RATS}
-    x_train = {r: v.to(device) for r, v in train.x.items()}
-    x_test = {r: v.to(device) for r, v in test.x.items()}
+    data, train, test = split_data(cfg, seed_everything(cfg.seed))
     n_trials = int(torch.unique(test.trial).numel())  # independent units behind a held-out share
-    models, histories = {}, {}
-    for method in cfg.methods:
-        model = build_model(method, cfg, dims).to(device)
-        hist = fit_stages(
-            model, train.x, {s: cfg.train for s in model.stages}, None, generator,
-            checkpoints={s: checkpoint_path(cfg, f"{method}_{s}") for s in model.stages},
-            descs={s: method for s in model.stages},
-        )  # fmt: skip
-        models[method], histories[method] = model.eval(), next(iter(hist.values()))
-    # The classifiers are trained (or read from the cache) only after every model: CPU BLAS
-    # results can depend on the process's allocation history, and these small 2-D models
-    # amplify last-bit differences, so a cached and a fresh classifier must not precede them.
-    mlp_epochs = 1 if cfg.smoke else cfg.mlp_epochs
-    classifiers = train_mlp_classifiers(
-        train.x, train.label, epochs=mlp_epochs, hidden=cfg.mlp_hidden,
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )  # fmt: skip
-    classifiers = {r: c.to(device) for r, c in classifiers.items()}
-    metrics, details, means = {}, {}, {}
-    for method, model in models.items():
-        z_train, z_test = latent_means(model, x_train), latent_means(model, x_test)
-        held_out = linear_probe(z_train, train.label, z_test, test.label)
-        in_sample = linear_probe(z_train, train.label, z_train, train.label)
-        coh = cross_coherence(
-            model, x_test, test.label.to(device), classifiers, torch.Generator().manual_seed(1)
-        )
-        per_rat = [held_out[r] for r in RATS]
-        metrics[method] = {
-            "within_rat_accuracy": sum(per_rat) / len(per_rat),
-            "across_rat_accuracy": held_out["all"],
-            "within_rat_accuracy_in_sample": sum(in_sample[r] for r in RATS) / len(RATS),
-            "across_rat_accuracy_in_sample": in_sample["all"],
-            "coherence": coh["mean"],
-        }
-        details[method] = {
-            "probe_held_out": held_out,
-            "probe_in_sample": in_sample,
-            "coherence_pairs": coh["pairs"],
-            "train_samples_per_second": histories[method].samples_per_second,
-        }
-        means[method] = {r: v.cpu() for r, v in z_test.items()}
+    jobs = {"executor": cfg.executor, "workers": cfg.workers, "device": cfg.device,
+            "threads": max(cfg.threads, 1)}  # fmt: skip
+    clf = run_units(cfg.name, [Unit(CLASSIFIER_UNIT, train_classifiers, (cfg,))], **jobs)
+    done = run_units(cfg.name, units(cfg), **jobs)
+    metrics = {method: done[method]["metrics"] for method in cfg.methods}
+    details: dict[str, object] = {method: done[method]["details"] for method in cfg.methods}
     details["data_source"] = data.source
     details["n_train_samples"], details["n_test_samples"] = len(train), len(test)
     details["n_test_trials"] = n_trials
+    details["classifier_test_accuracy"] = clf[CLASSIFIER_UNIT]
     details["paper_predictions"] = check_predictions(metrics, n_trials)
     return LatentsResult(
         cfg=cfg,
         metrics=metrics,
         details=details,
-        means=means,
+        means={method: done[method]["means"] for method in cfg.methods},
         label=test.label,
         source=data.source,
-        histories=histories,
+        histories={method: done[method]["history"] for method in cfg.methods},
         seconds=time.perf_counter() - tic,
     )
 

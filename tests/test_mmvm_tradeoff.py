@@ -66,3 +66,46 @@ def test_full_profile_smoke_runs_every_method_beta_and_seed(tmp_path, monkeypatc
             assert 0 <= cell["coherence"]["mean"] <= 1
             assert cell["reconstruction_error"]["mean"] > 0
     assert "paper's claim" in tradeoff.summary(result)
+
+
+def tiny(**overrides):
+    """Two methods, two betas, two seeds, narrow networks, one epoch."""
+    from repro.config import TrainConfig
+    from repro.papers.mmvm.settings import NeuralDataConfig
+
+    fields = {
+        "methods": ("AVG", "MMVM"), "betas": (1e-3, 1e-2), "n_seeds": 2, "hidden": 8,
+        "data": NeuralDataConfig(n_trials_per_odor=10), "mlp_hidden": (16,), "mlp_epochs": 1,
+        "train": TrainConfig(epochs=1, batch_size=64, lr=1e-2, restore_best=False, progress=False),
+    }  # fmt: skip
+    return settings.get("tradeoff", "quick", **{**fields, **overrides})
+
+
+def _numbers(runs):
+    return [{k: v for k, v in r.items() if k != "train_samples_per_second"} for r in runs]
+
+
+def test_units_on_the_local_pool_give_the_sequential_numbers_bit_for_bit(tmp_path, monkeypatch):
+    out = {}
+    for executor in ("sequential", "local"):
+        monkeypatch.setenv("REPRO_CACHE", str(tmp_path / executor))  # nothing cached
+        out[executor] = tradeoff.run(tiny(executor=executor, workers=2))
+    seq, pool = out["sequential"], out["local"]
+    assert [(r["method"], r["beta"], r["seed"]) for r in seq.runs] == [
+        (m, b, s) for m in ("AVG", "MMVM") for b in (1e-3, 1e-2) for s in (0, 1)
+    ]
+    assert _numbers(seq.runs) == _numbers(pool.runs)
+    assert seq.metrics == pool.metrics
+    assert seq.details["classifier_test_accuracy"] == pool.details["classifier_test_accuracy"]
+    assert seq.runs[0]["reconstruction_error"] != seq.runs[1]["reconstruction_error"]  # seeds
+
+
+def test_a_unit_is_one_method_beta_and_seed_independent_of_the_others(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path))
+    cfg = tiny(executor="sequential")
+    names = [u.name for u in tradeoff.units(cfg)]
+    assert len(names) == 8 and names[0] == "AVG beta 0.001 seed 0"
+    alone = tradeoff.run(tiny(methods=("MMVM",), betas=(1e-2,), n_seeds=2, executor="sequential"))
+    both = tradeoff.run(cfg)
+    mmvm = [r for r in both.runs if r["method"] == "MMVM" and r["beta"] == 1e-2]
+    assert _numbers(alone.runs) == _numbers(mmvm)

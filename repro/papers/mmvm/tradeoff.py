@@ -7,6 +7,10 @@ a grid and several model seeds, on the same data and trial-level split. Each (me
 gives one point: x = held-out reconstruction error, y = held-out latent probe accuracy (mean of
 the per-rat logistic regressions on unimodal posterior means) or cross-rat coherence, each the
 mean over seeds with their standard deviation.
+
+The run is a set of independent units (:mod:`repro.jobs`; on a CPU a local process pool,
+``cfg.executor``): the coherence classifiers, then one unit per (method, beta, seed), which
+rebuilds the data from ``cfg.seed``, seeds its model with its own seed, trains and evaluates it.
 """
 
 from __future__ import annotations
@@ -19,17 +23,23 @@ import torch
 
 from repro import verdicts
 from repro.data.neural import RATS
+from repro.jobs import Unit, run_units
 from repro.metrics.coherence import within_noise
 from repro.metrics.latent import (
     cross_coherence,
     latent_means,
     linear_probe,
     self_reconstruction_error,
-    train_mlp_classifiers,
 )
-from repro.models import MultimodalVAE
-from repro.papers.mmvm.latents import build_model, split_data
+from repro.papers.mmvm.latents import (
+    CLASSIFIER_UNIT,
+    build_model,
+    coherence_classifiers,
+    split_data,
+    train_classifiers,
+)
 from repro.papers.mmvm.settings import TradeoffConfig
+from repro.record import check_writable
 from repro.runtime import (
     checkpoint_path,
     default_dtype,
@@ -39,7 +49,16 @@ from repro.runtime import (
 )
 from repro.train import fit_stages
 
-__all__ = ["METRICS", "TradeoffResult", "run", "aggregate", "check_predictions", "summary"]
+__all__ = [
+    "METRICS",
+    "TradeoffResult",
+    "units",
+    "train_point",
+    "run",
+    "aggregate",
+    "check_predictions",
+    "summary",
+]
 
 METRICS = (
     "reconstruction_error",  # held out: summed squared error per sample, summed over rats
@@ -79,6 +98,10 @@ class TradeoffResult:
 def run(cfg: TradeoffConfig) -> TradeoffResult:
     """Train every method at every beta and seed; measure reconstruction, probes, coherence.
 
+    The classifier unit and then the (method, beta, seed) units run through
+    :func:`repro.jobs.run_units` (``cfg.executor``: on a CPU a local process pool); each unit's
+    result is cached, so a killed run resumes after its finished units.
+
     Args:
         cfg: the experiment config (``repro.papers.mmvm.settings.get("tradeoff", ...)``).
 
@@ -97,66 +120,94 @@ def run(cfg: TradeoffConfig) -> TradeoffResult:
         return _run(cfg)
 
 
-def _fit(
-    cfg: TradeoffConfig, method: str, beta: float, seed: int, dims: dict[str, int], train_x
-) -> tuple[MultimodalVAE, float]:
-    generator = seed_everything(seed)  # the model's initialisation and its shuffling
-    model = build_model(method, cfg, dims, beta=beta).to(resolve_device(cfg.device))
-    label = f"{method} beta={beta:g} seed={seed}"
-    tag = f"{method}_b{beta:g}_s{seed}"
-    hist = fit_stages(
-        model, train_x, {s: cfg.train for s in model.stages}, None, generator,
-        checkpoints={s: checkpoint_path(cfg, f"{tag}_{s}") for s in model.stages},
-        descs={s: label for s in model.stages},
-    )  # fmt: skip
-    return model.eval(), next(iter(hist.values())).samples_per_second
+#: Relative run time of a unit by method (scheduling only: the pool starts the longest first).
+UNIT_COST = {"independent": 1.0, "AVG": 1.0, "MoPoE": 1.5, "MMVM": 1.5}
 
 
-def _run(cfg: TradeoffConfig) -> TradeoffResult:
-    tic = time.perf_counter()
-    set_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    data, train, test = split_data(cfg, seed_everything(cfg.seed))
-    dims = {r: train.x[r].shape[1] for r in RATS}
-    x_train = {r: v.to(device) for r, v in train.x.items()}
-    x_test = {r: v.to(device) for r, v in test.x.items()}
+def unit_name(method: str, beta: float, seed: int) -> str:
+    """The label of a (method, beta, seed) unit, e.g. ``"MMVM beta 0.001 seed 0"``."""
+    return f"{method} beta {beta:g} seed {seed}"
+
+
+def units(cfg: TradeoffConfig) -> list[Unit]:
+    """The figure's units: one per (method, beta, seed) (:func:`train_point`)."""
     seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
-    models = {
-        (method, beta, seed): _fit(cfg, method, beta, seed, dims, train.x)
-        for method in cfg.methods
+    cost = UNIT_COST.get
+    return [
+        Unit(unit_name(m, beta, seed), train_point, (cfg, m, beta, seed), cost(m, 1.0))
+        for m in cfg.methods
         for beta in cfg.betas
         for seed in seeds
-    }
-    # After every model, as in Fig. 4 (latents.py): CPU BLAS results can depend on the
-    # process's allocation history, so a cached classifier must not precede the models.
-    classifiers = train_mlp_classifiers(
-        train.x, train.label, epochs=1 if cfg.smoke else cfg.mlp_epochs, hidden=cfg.mlp_hidden,
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )  # fmt: skip
-    classifiers = {r: c.to(device) for r, c in classifiers.items()}
-    runs = []
-    for (method, beta, seed), (model, speed) in models.items():
+    ]
+
+
+def train_point(cfg: TradeoffConfig, method: str, beta: float, seed: int) -> dict[str, object]:
+    """Unit: train ``method`` at ``beta`` with model seed ``seed``, then measure it.
+
+    The data split is rebuilt from ``cfg.seed`` and the model's initialisation and shuffling
+    come from ``seed_everything(seed)``, so the numbers do not depend on the process or on the
+    other units.
+
+    Args:
+        cfg: the experiment config.
+        method: one of :data:`repro.papers.mmvm.latents.METHODS`.
+        beta: the KL weight.
+        seed: the model seed.
+
+    Returns:
+        One record of :attr:`TradeoffResult.runs`: the coordinates, every metric of
+        :data:`METRICS` and ``train_samples_per_second``.
+    """
+    with default_dtype(torch.float32):
+        set_threads(cfg.threads)
+        device = resolve_device(cfg.device)
+        _, train, test = split_data(cfg, seed_everything(cfg.seed))
+        dims = {r: train.x[r].shape[1] for r in RATS}
+        generator = seed_everything(seed)  # the model's initialisation and its shuffling
+        model = build_model(method, cfg, dims, beta=beta).to(device)
+        name, tag = unit_name(method, beta, seed), f"{method}_b{beta:g}_s{seed}"
+        hist = fit_stages(
+            model, train.x, {s: cfg.train for s in model.stages}, None, generator,
+            checkpoints={s: checkpoint_path(cfg, f"{tag}_{s}") for s in model.stages},
+            descs={s: f"{name}: {s}" for s in model.stages},
+        )  # fmt: skip
+        model.eval()
+        # After the training, as in Fig. 4 (latents.py): read from the classifier unit's cache.
+        classifiers = {r: c.to(device) for r, c in coherence_classifiers(cfg, train).items()}
+        x_train = {r: v.to(device) for r, v in train.x.items()}
+        x_test = {r: v.to(device) for r, v in test.x.items()}
         z_train, z_test = latent_means(model, x_train), latent_means(model, x_test)
         held_out = linear_probe(z_train, train.label, z_test, test.label)
         in_sample = linear_probe(z_train, train.label, z_train, train.label)
         coh = cross_coherence(
             model, x_test, test.label.to(device), classifiers, torch.Generator().manual_seed(1)
         )
-        runs.append(
-            {
-                "method": method,
-                "beta": beta,
-                "seed": seed,
-                "reconstruction_error": self_reconstruction_error(model, x_test)["sum"],
-                "within_rat_accuracy": sum(held_out[r] for r in RATS) / len(RATS),
-                "across_rat_accuracy": held_out["all"],
-                "coherence": coh["mean"],
-                "reconstruction_error_in_sample": self_reconstruction_error(model, x_train)["sum"],
-                "within_rat_accuracy_in_sample": sum(in_sample[r] for r in RATS) / len(RATS),
-                "across_rat_accuracy_in_sample": in_sample["all"],
-                "train_samples_per_second": speed,
-            }
-        )
+        return {
+            "method": method,
+            "beta": beta,
+            "seed": seed,
+            "reconstruction_error": self_reconstruction_error(model, x_test)["sum"],
+            "within_rat_accuracy": sum(held_out[r] for r in RATS) / len(RATS),
+            "across_rat_accuracy": held_out["all"],
+            "coherence": coh["mean"],
+            "reconstruction_error_in_sample": self_reconstruction_error(model, x_train)["sum"],
+            "within_rat_accuracy_in_sample": sum(in_sample[r] for r in RATS) / len(RATS),
+            "across_rat_accuracy_in_sample": in_sample["all"],
+            "train_samples_per_second": next(iter(hist.values())).samples_per_second,
+        }
+
+
+def _run(cfg: TradeoffConfig) -> TradeoffResult:
+    tic = time.perf_counter()
+    check_writable(cfg)  # before any training: a read-only figures/ folder fails now
+    set_threads(cfg.threads)
+    data, train, test = split_data(cfg, seed_everything(cfg.seed))
+    jobs = {"executor": cfg.executor, "workers": cfg.workers, "device": cfg.device,
+            "threads": max(cfg.threads, 1)}  # fmt: skip
+    clf = run_units(cfg.name, [Unit(CLASSIFIER_UNIT, train_classifiers, (cfg,))], **jobs)
+    todo = units(cfg)
+    done = run_units(cfg.name, todo, **jobs)
+    runs = [done[unit.name] for unit in todo]
     n_trials = int(torch.unique(test.trial).numel())
     metrics = aggregate(runs)
     details: dict[str, object] = {
@@ -164,7 +215,8 @@ def _run(cfg: TradeoffConfig) -> TradeoffResult:
         "n_train_samples": len(train),
         "n_test_samples": len(test),
         "n_test_trials": n_trials,
-        "seeds": seeds,
+        "seeds": [cfg.seed + i for i in range(cfg.n_seeds)],
+        "classifier_test_accuracy": clf[CLASSIFIER_UNIT],
         "runs": runs,  # per seed, so the sidecar keeps the spread's raw values
     }
     details["paper_predictions"] = check_predictions(metrics, n_trials)

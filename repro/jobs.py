@@ -96,6 +96,7 @@ class _Progress:
 
     figure: str
     total: int
+    quiet: bool = False
     done: int = 0
     bar: Any = field(default=None, repr=False)
 
@@ -108,7 +109,7 @@ class _Progress:
 
             self.bar = tqdm(
                 total=self.total, initial=self.done, desc=f"{self.figure}: units", unit="unit",
-                disable=headless(), leave=False,
+                disable=headless() or self.quiet, leave=False,
             )  # fmt: skip
         return self.bar
 
@@ -116,7 +117,8 @@ class _Progress:
         from repro.train import progress_record
 
         self._bar()
-        progress_record(f"{self.figure} unit {unit.name}", "unit-start", self.done, self.total)
+        if not self.quiet:
+            progress_record(f"{self.figure} unit {unit.name}", "unit-start", self.done, self.total)
 
     def finished(self, unit: Unit, cached: bool) -> None:
         from repro.train import progress_record
@@ -126,7 +128,8 @@ class _Progress:
             self.bar.update(1)
             self.bar.set_postfix_str(unit.name)
         kind = "unit-cached" if cached else "unit-done"
-        progress_record(f"{self.figure} unit {unit.name}", kind, self.done, self.total)
+        if not self.quiet:
+            progress_record(f"{self.figure} unit {unit.name}", kind, self.done, self.total)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -285,6 +288,7 @@ def run_units(
     device: str = "cpu",
     threads: int = 1,
     cache: bool = True,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Run a figure's units and return their results by unit name, in the order given.
 
@@ -297,6 +301,8 @@ def run_units(
         device: the run's device (``"auto"`` picks sequential on a GPU host).
         threads: torch threads per unit (1 for the small models of the quick profiles).
         cache: load finished units from, and save new results to, ``<cache>/units``.
+        progress: show the units' bar and report them to the runner (``False`` for a unit
+            that collects other units' cached results, e.g. the classifiers it needs).
 
     Returns:
         ``{unit.name: result}``.
@@ -313,7 +319,7 @@ def run_units(
         raise ValueError(f"workers must be >= 0 (0: one per core), got {workers}")
     results: dict[str, Any] = {}
     paths: dict[str, str | None] = {}
-    progress = _Progress(figure, len(units))
+    progress = _Progress(figure, len(units), quiet=not progress)
     todo = []
     try:
         for unit in units:

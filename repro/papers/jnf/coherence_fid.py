@@ -260,7 +260,7 @@ def train_classifier(cfg: CoherenceFIDConfig, modality: str) -> dict[str, torch.
         return {key: v.detach().cpu() for key, v in clf.state_dict().items()}
 
 
-def _classifiers(cfg: CoherenceFIDConfig, executor: str) -> tuple[dict, str]:
+def _classifiers(cfg: CoherenceFIDConfig, executor: str, progress: bool = True) -> tuple[dict, str]:
     """The five digit classifiers: Sutter et al.'s when present, else trained here (units)."""
     folder = data_root() / ("TranslatedPolyMNIST" if cfg.data.translated else "PolyMNIST") / "clf"
     pretrained = load_pretrained(folder, MODALITIES) if folder.is_dir() else None
@@ -268,7 +268,8 @@ def _classifiers(cfg: CoherenceFIDConfig, executor: str) -> tuple[dict, str]:
         return pretrained, f"pretrained ({folder})"
     units = [Unit(f"classifier {m}", train_classifier, (cfg, m)) for m in MODALITIES]
     states = run_units(
-        cfg.name, units, executor, cfg.workers, cfg.device, max(cfg.threads, 1)
+        cfg.name, units, executor, cfg.workers, cfg.device, max(cfg.threads, 1),
+        progress=progress,
     )  # fmt: skip
     out = {}
     for m in MODALITIES:
@@ -329,7 +330,7 @@ def train_unit(cfg: CoherenceFIDConfig, name: str, seed: int) -> dict:
         device = resolve_device(cfg.device)
         seed_everything(DATA_SEED)
         train, val, test = _data(cfg)
-        classifiers, _ = _classifiers(cfg, "sequential")
+        classifiers, _ = _classifiers(cfg, "sequential", progress=False)  # cached units
         classifiers = {m: c.to(device) for m, c in classifiers.items()}
         metric = fd_metric(classifiers, FD_TARGET, dataset="PolyMNIST")
         test_dev = test.to(device)

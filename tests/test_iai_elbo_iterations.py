@@ -107,3 +107,56 @@ def test_full_profile_smoke_runs_every_stage_and_reports(tmp_path, monkeypatch):
     assert gens["aligned T=5"]["svhn"].shape == (cfg.n_generations, 3, 32, 32)
     assert len(gens[ei.SOURCE]["text"]) == cfg.n_generations
     assert "paper's claims" in ei.summary(result)
+
+
+def tiny(**overrides):
+    """Two seeds of a small MLP model on a few hundred stand-in tuples, one epoch per stage."""
+    from repro.config import TrainConfig
+    from repro.papers.iai.settings import MSTDataConfig
+
+    quiet = {"restore_best": False, "progress": False}
+    fields = {
+        "data": MSTDataConfig(n_train=256, n_test=128, n_images=500), "latent_dim": 4,
+        "hidden": 16, "refiner_hidden": (16,), "T_train": (0, 1, 2), "T_eval": 4, "K_eval": 2,
+        "source": TrainConfig(epochs=1, batch_size=64, **quiet),
+        "refine": TrainConfig(epochs=1, batch_size=64, **quiet), "clf_epochs": 1,
+        "probe_train": 100, "n_generations": 2,
+    }  # fmt: skip
+    return settings.get("elbo_iterations", "quick", **{**fields, **overrides})
+
+
+def _numbers(result):
+    return {
+        "metrics": result.metrics,
+        "details": result.details,
+        "generations": result.generations,
+    }
+
+
+def _same(a, b, path=""):
+    if isinstance(a, dict):
+        assert list(a) == list(b), path
+        for k in a:
+            _same(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{path}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    else:
+        assert a == b, (path, a, b)
+
+
+@pytest.mark.filterwarnings("ignore:REPRO_DATA=:UserWarning")  # a missing data root on purpose
+def test_units_on_the_local_pool_give_the_sequential_numbers_bit_for_bit(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_DATA", str(tmp_path / "data"))  # no MNIST/SVHN: the stand-in
+    out = {}
+    for executor in ("sequential", "local"):
+        monkeypatch.setenv("REPRO_CACHE", str(tmp_path / executor))  # nothing cached
+        out[executor] = ei.run(tiny(executor=executor, workers=2))
+    seq, pool = out["sequential"], out["local"]
+    assert [u.name for u in ei.units(seq.cfg)] == ["seed 0", "seed 1"]
+    _same(_numbers(seq), _numbers(pool))
+    curves = [s["curves"] for s in seq.details["per_seed"]]
+    assert curves[0] != curves[1]  # the seeds differ

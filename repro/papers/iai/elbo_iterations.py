@@ -15,6 +15,11 @@ source model is ``t = 0``), cross-modal generations from MNIST, and a table of l
 accuracy and cosine similarity (to the refined multimodal mean) of the unimodal means of the
 source experts and of each student set, plus the coherence of cross-modal generations (digit
 classifiers for the images, the spelled word for the text).
+
+The run is a set of units (:mod:`repro.jobs`; on a CPU a local process pool, ``cfg.executor``):
+the digit classifiers, then one unit per model seed, which trains the source model and every
+refiner of that seed and evaluates them. A seed is one unit because its stages share the source
+model and continue its random streams (``T`` after ``T``); splitting it would change them.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from torch import Tensor, nn
 from repro import verdicts
 from repro.config import SMOKE_SIZE
 from repro.data.mnist_svhn_text import ALPHABET, DIGIT_WORDS, decode_text, mnist_svhn_text
+from repro.jobs import Unit, run_units
 from repro.metrics.classifiers import DigitClassifier, fit_classifiers, predict
 from repro.metrics.coherence import within_noise
 from repro.metrics.latent import linear_probe
@@ -39,6 +45,7 @@ from repro.models.decoders import ConvDecoder, MLPDecoder
 from repro.models.encoders import ConvEncoder, MLPEncoder
 from repro.models.iterative import IterativeVAE, Refiner
 from repro.papers.iai.settings import IterationsConfig
+from repro.record import check_writable
 from repro.runtime import (
     checkpoint_path,
     default_dtype,
@@ -54,6 +61,9 @@ __all__ = [
     "build_networks",
     "classifiers",
     "likelihood_weights",
+    "train_classifiers",
+    "units",
+    "train_seed",
     "run",
     "check_predictions",
     "summary",
@@ -145,6 +155,10 @@ def _students(cfg: IterationsConfig) -> dict[str, nn.Module]:
 def run(cfg: IterationsConfig) -> IterationsResult:
     """Train the source model, the refiners and the students per seed; evaluate on the test set.
 
+    The classifier unit and then the seed units run through :func:`repro.jobs.run_units`
+    (``cfg.executor``: on a CPU a local process pool); each unit's result is cached, so a killed
+    run resumes after its finished units.
+
     Args:
         cfg: the experiment config (``repro.papers.iai.settings.get("elbo_iterations", ...)``).
 
@@ -210,7 +224,7 @@ def _train_seed(
         fit_stages(
             model, x_train, stages, None, generator,
             checkpoints={s: checkpoint_path(cfg, f"seed{seed}_T{T}_{s}") for s in stages},
-            descs={s: f"seed {seed}, T={T}, {s}" for s in stages},
+            descs={s: f"seed {seed}: T={T}, {s}" for s in stages},
         )  # fmt: skip
         models[T] = model.eval()
     return models
@@ -367,26 +381,80 @@ def _mean_std(values: list[float]) -> dict[str, float]:
     }
 
 
+def train_classifiers(cfg: IterationsConfig) -> dict[str, float]:
+    """Unit: train the digit classifiers (kept by their cache) before the seed units.
+
+    Args:
+        cfg: the experiment config.
+
+    Returns:
+        ``{"mnist": accuracy, "svhn": accuracy}`` on the test images.
+    """
+    with default_dtype(torch.float32):
+        set_threads(cfg.threads)
+        device = resolve_device(cfg.device)
+        train, test = _data(cfg, seed_everything(cfg.seed))
+        x_test = _tensors(test, device)
+        clfs = classifiers(cfg, _tensors(train, device), train.label)
+        return {
+            m: float((predict(c, x_test[m]) == test.label).float().mean()) for m, c in clfs.items()
+        }
+
+
+CLASSIFIER_UNIT = "digit classifiers"
+
+
+def units(cfg: IterationsConfig) -> list[Unit]:
+    """The figure's seed units (:func:`train_seed`), after :data:`CLASSIFIER_UNIT`."""
+    return [
+        Unit(f"seed {s}", train_seed, (cfg, s)) for s in range(cfg.seed, cfg.seed + cfg.n_seeds)
+    ]
+
+
+def train_seed(cfg: IterationsConfig, seed: int) -> dict[str, object]:
+    """Unit: the source model and every refiner and student set of ``seed``, evaluated.
+
+    The data are rebuilt from ``cfg.seed`` and the models seeded by ``seed``; the classifiers
+    are read (from the classifier unit's cache) only after the training.
+
+    Args:
+        cfg: the experiment config.
+        seed: the model seed.
+
+    Returns:
+        ``{"curves", "diffs", "table", "generations"}``: the evaluation of the seed and the
+        generations from the first test tuples' MNIST images.
+    """
+    with default_dtype(torch.float32):
+        set_threads(cfg.threads)
+        device = resolve_device(cfg.device)
+        train, test = _data(cfg, seed_everything(cfg.seed))
+        x_train, x_test = _tensors(train, device), _tensors(test, device)
+        models = _train_seed(cfg, seed, x_train, device)
+        # After the training: CPU BLAS results can depend on the process's allocation history,
+        # so a cached classifier must not precede the models (as in repro.papers.mmvm.latents).
+        clfs = classifiers(cfg, x_train, train.label)
+        out = _evaluate_seed(cfg, models, x_train, train.label, x_test, test.label, seed, clfs)
+        out["generations"] = _generations(models, x_test, cfg.n_generations)
+        return out
+
+
 def _run(cfg: IterationsConfig) -> IterationsResult:
     tic = time.perf_counter()
+    check_writable(cfg)  # before any training: a read-only figures/ folder fails now
     set_threads(cfg.threads)
-    device = resolve_device(cfg.device)
     train, test = _data(cfg, seed_everything(cfg.seed))
-    x_train, x_test = _tensors(train, device), _tensors(test, device)
-    seeds = [cfg.seed + i for i in range(cfg.n_seeds)]
-    trained = {seed: _train_seed(cfg, seed, x_train, device) for seed in seeds}
-    # After every model: CPU BLAS results can depend on the process's allocation history, so
-    # a cached classifier must not precede the models (as in repro.papers.mmvm.latents).
-    clfs = classifiers(cfg, x_train, train.label)
-    per_seed = [
-        _evaluate_seed(cfg, models, x_train, train.label, x_test, test.label, seed, clfs)
-        for seed, models in trained.items()
-    ]
-    generations = _generations(trained[seeds[0]], x_test, cfg.n_generations)
-    clf_accuracy = {
-        m: float((predict(c, x_test[m]) == test.label).float().mean()) for m, c in clfs.items()
-    }
-    n_test = len(test)
+    source, n_train, n_test = train.source, len(train), len(test)
+    del train, test  # every unit reads its own copy; the full profile's data is large
+    jobs = {"executor": cfg.executor, "workers": cfg.workers, "device": cfg.device,
+            "threads": max(cfg.threads, 1)}  # fmt: skip
+    clf = run_units(cfg.name, [Unit(CLASSIFIER_UNIT, train_classifiers, (cfg,))], **jobs)
+    todo = units(cfg)
+    done = run_units(cfg.name, todo, **jobs)
+    seeds = [unit.args[1] for unit in todo]
+    per_seed = [done[unit.name] for unit in todo]
+    generations = per_seed[0]["generations"]
+    clf_accuracy = clf[CLASSIFIER_UNIT]
     elbo = {
         T: [_mean_std([s["curves"][T][t] for s in per_seed]) for t in range(cfg.T_eval + 1)]
         for T in per_seed[0]["curves"]
@@ -406,8 +474,8 @@ def _run(cfg: IterationsConfig) -> IterationsResult:
             for col in ("probe_accuracy", "cosine_refined", "cosine_source", "coherence")
         }
     details: dict[str, object] = {
-        "data_source": train.source,
-        "n_train": len(train),
+        "data_source": source,
+        "n_train": n_train,
         "n_test": n_test,
         "seeds": seeds,
         "refined_T": max(cfg.T_train),
@@ -435,7 +503,7 @@ def _run(cfg: IterationsConfig) -> IterationsResult:
         metrics=metrics,
         details=details,
         generations=generations,
-        source=train.source,
+        source=source,
         seconds=time.perf_counter() - tic,
     )
 

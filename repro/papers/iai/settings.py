@@ -34,7 +34,9 @@ class IterationsConfig:
     profile: str = "full"  # preset this config came from
     seed: int = 0  # data seed; model seeds are seed, seed + 1, ...
     device: str = "auto"  # "auto", "cpu" or "cuda"
-    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    threads: int = 0  # torch CPU threads per unit; 0 keeps torch's default
+    executor: str = "auto"  # repro.jobs: "auto" (CPU: a local pool), "sequential" or "local"
+    workers: int = 0  # processes of the local pool (0: one per core)
     smoke: bool = False  # a few batches of every stage (repro.config.smoke), output in runs/
     data: MSTDataConfig = field(default_factory=MSTDataConfig)
     n_seeds: int = 3  # model seeds: the band of the ELBO curve (inferred)

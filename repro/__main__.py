@@ -54,8 +54,10 @@ def _parser(figures: Mapping[str, Figure]) -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--profile", choices=PROFILES, default="quick",
-        help="quick (the notebooks' saved parameters, 2 CPU cores, embedded data) or full "
-        "(the papers' settings, meant for a GPU); default: quick",
+        help="quick (the notebooks' saved parameters, 2 CPU cores, embedded data), "
+        "intermediate (the largest settings that train in about 2.5 h on 2 CPU cores, for "
+        "figures whose full profile needs a GPU; the others are skipped) or full (the papers' "
+        "settings, meant for a GPU); default: quick",
     )  # fmt: skip
     run.add_argument(
         "--only", nargs="+", metavar="NAME", choices=sorted(figures),

@@ -51,6 +51,7 @@ __all__ = [
     "NotebookFailed",
     "Interrupted",
     "run_figures",
+    "has_profile",
     "run_folder",
     "clean_stale_runs",
     "clean_notebook",
@@ -513,6 +514,20 @@ def _failure(notebook: str, what: str, target: Path) -> str:
     return f"{notebook} {what} ({copy}; {kept})"
 
 
+def has_profile(figure: Figure, profile: str) -> bool:
+    """Whether a figure's experiment has a preset for ``profile``.
+
+    ``quick`` and ``full`` exist for every figure; ``intermediate`` only where the full profile
+    is out of reach on a CPU. A figure registered without an experiment (tests) has all.
+    """
+    if not figure.experiment or profile in ("quick", "full"):
+        return True
+    import importlib
+
+    settings = importlib.import_module(f"repro.papers.{figure.paper}.settings")
+    return profile in settings.PRESETS.get(figure.experiment, {})
+
+
 def run_figures(
     names: Iterable[str] | None = None,
     profile: str = "quick",
@@ -532,7 +547,9 @@ def run_figures(
 
     Args:
         names: figures to run (default: all, in registry order).
-        profile: ``"quick"`` or ``"full"``, injected as the ``PRESET`` parameter.
+        profile: ``"quick"``, ``"intermediate"`` or ``"full"``, injected as ``PRESET``
+            (all figures: those without the preset are skipped with a line; named figures
+            without it are an error).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:<i>"``, injected as ``DEVICE``.
         figures: the registry (tests pass their own).
         progress: show papermill's cell progress bar and the training progress.
@@ -545,7 +562,7 @@ def run_figures(
 
     Raises:
         ValueError: for an unknown figure, profile or device (the message lists the valid
-            names).
+            names), or a named figure without a preset for ``profile``.
         FileNotFoundError: for a registered notebook that is missing from the checkout.
         PermissionError: when ``runs/<profile>/`` cannot be created or written (checked
             before any notebook runs; ``OSError`` for a read-only file system or a full disk).
@@ -559,10 +576,20 @@ def run_figures(
         raise ValueError(f"unknown profile {profile!r}; choose one of {list(PROFILES)}")
     if not DEVICE_PATTERN.match(device):
         raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:<index>")
+    explicit = names is not None
     names = list(figures) if names is None else list(names)
     unknown = [n for n in names if n not in figures]
     if unknown:
         raise ValueError(f"unknown figure(s) {unknown}; choose from {sorted(figures)}")
+    lacking = [n for n in names if not has_profile(figures[n], profile)]
+    if lacking and explicit:
+        raise ValueError(
+            f"figure(s) {lacking} have no {profile!r} preset; figures that have one: "
+            f"{[n for n, f in figures.items() if has_profile(f, profile)]}"
+        )
+    for name in lacking:  # running every figure: those without the preset are skipped
+        sys.stdout.write(f"{name}: no {profile!r} preset, skipped\n")
+    names = [n for n in names if n not in lacking]
     out_dir = runs_dir(f"{profile}-smoke" if smoke else profile)
     _check_output_folder(out_dir)
     for name in names:

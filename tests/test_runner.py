@@ -243,3 +243,13 @@ def test_smoke_flag_injects_smoke_and_writes_apart(tmp_path, monkeypatch, capsys
     assert out.cells[-1].outputs[0].text == "full True\n"
     assert "runs/full-smoke/" in capsys.readouterr().out
     assert not (tmp_path / "runs" / "full").exists()
+
+
+def test_a_profile_only_some_figures_have(tmp_path, monkeypatch):
+    from repro.registry import FIGURES
+
+    assert runner.has_profile(FIGURES["jnf_coherence_fid"], "intermediate")
+    assert not runner.has_profile(FIGURES["jnf_toy_posteriors"], "intermediate")
+    assert runner.has_profile(FIGURES["jnf_toy_posteriors"], "full")
+    with pytest.raises(ValueError, match=r"\['jnf_toy_posteriors'\] have no 'intermediate'"):
+        runner.run_figures(["jnf_toy_posteriors"], profile="intermediate", figures=FIGURES)

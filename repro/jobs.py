@@ -211,8 +211,29 @@ def _execute(figure: str, unit: Unit, path: str | None, threads: int) -> Any:
     return result
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to stop this worker when its parent dies (a killed run leaves no workers).
+
+    ``prctl(PR_SET_PDEATHSIG, SIGTERM)``; elsewhere nothing (the worker then ends when it asks
+    its dead parent for the next unit).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the request: stop now
+        os._exit(1)
+
+
 def _worker_init(threads: int, dtype: torch.dtype, deterministic: bool) -> None:
     """A worker starts in the parent's numerical state: threads, default dtype, determinism."""
+    _die_with_parent()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
     torch.set_default_dtype(dtype)

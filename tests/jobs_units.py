@@ -37,3 +37,12 @@ def calls(marker_dir: str, name: str) -> int:
     """How many times :func:`counted` ran for ``name``."""
     path = Path(marker_dir) / f"{name}.calls"
     return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def sleepy(folder: str, i: int) -> int:
+    """Write this worker's pid, then sleep long (a unit that is still running)."""
+    import time
+
+    (Path(folder) / f"{i}.pid").write_text(str(os.getpid()))
+    time.sleep(120)
+    return i

@@ -112,3 +112,42 @@ def test_a_script_without_a_main_guard_can_use_the_pool(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "['s0', 's1']" in done.stdout
+
+
+def test_workers_stop_when_their_parent_is_killed(tmp_path):
+    import os
+    import signal
+    import time
+
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, os
+            sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent)!r})
+            from jobs_units import sleepy
+            from repro.jobs import Unit, run_units
+            run_units("fig", [Unit(f"s{{i}}", sleepy, ({str(tmp_path)!r}, i)) for i in range(2)],
+                      "local", workers=2, cache=False)
+            """
+        )
+    )
+    parent = subprocess.Popen([sys.executable, str(script)])
+    deadline = time.time() + 120
+    while len(list(tmp_path.glob("*.pid"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    pids = [int(p.read_text()) for p in tmp_path.glob("*.pid")]
+    assert len(pids) == 2, "the workers did not start"
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    time.sleep(3)
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            alive.append(pid)
+        except ProcessLookupError:
+            pass
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "workers outlived their killed parent"

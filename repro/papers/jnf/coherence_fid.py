@@ -26,6 +26,7 @@ from repro import verdicts
 from repro.config import SMOKE_SIZE, TrainConfig
 from repro.data.polymnist import MODALITIES, MultimodalImages, polymnist
 from repro.flows import FlowPosterior
+from repro.io import atomic_torch_save
 from repro.jobs import Unit, run_units
 from repro.metrics.classifiers import DigitClassifier, accuracy, load_pretrained, train_classifiers
 from repro.metrics.coherence import conditional_coherence, joint_coherence, within_noise
@@ -52,6 +53,7 @@ __all__ = [
     "stage_configs",
     "units",
     "train_unit",
+    "load_trained",
     "run",
     "check_predictions",
     "at_chance",
@@ -349,6 +351,7 @@ def train_unit(cfg: CoherenceFIDConfig, name: str, seed: int) -> dict:
             descs={s: f"{name} seed {seed}: {s}" for s in stages},
         )  # fmt: skip
         model.eval()
+        saved = _save_model(model, cfg, name, seed)
         n_joint = min(cfg.n_joint, SMOKE_SIZE) if cfg.smoke else cfg.n_joint
         sampler = (SMOKE_HMC if cfg.smoke else dict(cfg.hmc)) if isinstance(model, JNF) else {}
         coh = conditional_coherence(
@@ -366,7 +369,52 @@ def train_unit(cfg: CoherenceFIDConfig, name: str, seed: int) -> dict:
             "fd": float(fd),
             "train_samples_per_second": {s: h.samples_per_second for s, h in hist.items()},
             "histories": hist,
+            "model_path": saved,
         }
+
+
+def model_path(cfg: CoherenceFIDConfig, name: str, seed: int):
+    """Where :func:`train_unit` keeps the trained model's weights (keyed by the run identity)."""
+    return checkpoint_path(cfg, f"{name}_seed{seed}_trained")
+
+
+def _save_model(model: MultimodalVAE, cfg: CoherenceFIDConfig, name: str, seed: int) -> str | None:
+    path = model_path(cfg, name, seed)
+    try:
+        atomic_torch_save(
+            {k: v.detach().cpu() for k, v in model.state_dict().items()}, path,
+            what=f"{name} seed {seed}: trained weights",
+        )  # fmt: skip
+    except OSError:  # an unwritable cache: the figure still gets its numbers
+        return None
+    return str(path)
+
+
+def load_trained(cfg: CoherenceFIDConfig, name: str, seed: int) -> MultimodalVAE:
+    """The model :func:`train_unit` trained for ``(name, seed)``, in eval mode on the CPU.
+
+    Args:
+        cfg: the experiment config of the run.
+        name: the model's name.
+        seed: its seed.
+
+    Returns:
+        The model with its trained weights.
+
+    Raises:
+        FileNotFoundError: when the run has not been done (or its cache was removed); the
+            message says to run the figure first.
+    """
+    path = model_path(cfg, name, seed)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no trained weights of {name} seed {seed} for this config at {path}: run the "
+            f"figure first ({cfg.name}, profile {cfg.profile!r}) with the same cache"
+        )
+    with default_dtype(torch.float32):
+        model = build_model(name, cfg)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval()
 
 
 def run(cfg: CoherenceFIDConfig) -> CoherenceFIDResult:
@@ -405,6 +453,7 @@ def _run(cfg: CoherenceFIDConfig) -> CoherenceFIDResult:
         _, name, seed = unit.args
         out = dict(done[unit.name])
         hist = out.pop("histories")
+        out.pop("model_path", None)  # a path of this machine: not for the sidecar
         histories.update({f"{name}/{seed}/{s}": h for s, h in hist.items()})
         per_seed.setdefault(name, {})[seed] = out
     metrics = {name: _mean_over_seeds(per_seed[name], metric.key) for name in cfg.models}

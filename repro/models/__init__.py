@@ -16,6 +16,7 @@ from repro.models.mmvm import MMVMVAE
 from repro.models.mopoe import MoPoE
 from repro.models.mvae import MVAE
 from repro.models.mvtcae import MVTCAE
+from repro.models.telbo import TELBO
 
 __all__ = [
     "MASK",
@@ -31,6 +32,7 @@ __all__ = [
     "AVG",
     "MVTCAE",
     "CRMVAE",
+    "TELBO",
     "MMVMVAE",
     "IterativeVAE",
     "Refiner",
@@ -40,5 +42,5 @@ __all__ = [
 
 MODELS: dict[str, type[MultimodalVAE]] = {
     cls.__name__: cls
-    for cls in (JointVAE, JNF, JMVAE, MVAE, MMVAE, MoPoE, AVG, MVTCAE, CRMVAE, MMVMVAE)
+    for cls in (JointVAE, JNF, JMVAE, MVAE, MMVAE, MoPoE, AVG, MVTCAE, CRMVAE, TELBO, MMVMVAE)
 }

@@ -5,9 +5,9 @@ import torch
 from torch import nn
 from torch.distributions import Distribution, kl_divergence
 
+import repro.models
 from repro.config import TrainConfig
 from repro.distributions import diag_gaussian, gaussian_params, product_of_experts
-from repro.models import MODELS
 from repro.models.base import MASK, subsets
 from repro.models.decoders import MLPDecoder
 from repro.models.encoders import JointMLPEncoder, MLPEncoder
@@ -334,4 +334,4 @@ def test_needs_complete_batches_and_valid_arguments():
         _model(2, unimodal_weights={"z": 2.0})
     with pytest.raises(ValueError, match="unknown stage 'train'"):
         model.prepare_stage("train")
-    assert MODELS["TELBO"] is TELBO
+    assert repro.models.TELBO is TELBO

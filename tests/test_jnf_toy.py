@@ -9,7 +9,7 @@ from repro.papers.jnf import settings, toy_posteriors
 from repro.papers.jnf.settings import ToyDataConfig
 
 
-def tiny(seed=0):
+def tiny(seed=0, **overrides):
     quiet = {"progress": False}
     return settings.get(
         "toy_posteriors", "quick", seed=seed, hidden=32, flow_hidden=(16,), dcca_hidden=(16,),
@@ -17,7 +17,16 @@ def tiny(seed=0):
         data=ToyDataConfig(n_train=256, n_val=64, n_test=128),
         joint_train=TrainConfig(epochs=2, **quiet), unimodal_train=TrainConfig(epochs=1, **quiet),
         dcca_train=TrainConfig(epochs=1, batch_size=128, optimizer="rmsprop", **quiet),
+        **overrides,
     )  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory):
+    """The units' results in a folder of this module (a test that reruns takes its own)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REPRO_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +53,8 @@ def test_result_has_all_metrics_and_panels(result):
     assert "gaussian" in text and "paper's predictions" in text
 
 
-def test_same_seed_gives_identical_metrics(result):
+def test_same_seed_gives_identical_metrics(result, tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path))  # trained again, not read from the cache
     again = toy_posteriors.run(tiny())
     assert again.metrics == result.metrics
     assert torch.equal(again.density["flow"], result.density["flow"])
@@ -98,3 +108,46 @@ def test_full_profile_smoke_runs_every_stage_at_paper_architecture():
     for history in result.histories.values():
         assert len(history.train) == 1 and history.samples <= 2 * 256
     assert set(result.metrics) == {"gaussian", "flow", "dcca"}
+
+
+def _same(a, b, path=""):
+    if isinstance(a, dict):
+        assert list(a) == list(b), path
+        for k in a:
+            _same(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    else:
+        assert a == b, (path, a, b)
+
+
+def test_units_on_the_local_pool_give_the_sequential_numbers_bit_for_bit(tmp_path, monkeypatch):
+    out = {}
+    for executor in ("sequential", "local"):
+        monkeypatch.setenv("REPRO_CACHE", str(tmp_path / executor))  # nothing cached
+        out[executor] = toy_posteriors.run(tiny(executor=executor, workers=2))
+    seq, pool = out["sequential"], out["local"]
+    assert [u.name for u in toy_posteriors.units(seq.cfg)] == ["gaussian", "flow", "dcca"]
+    timing = ("train_samples_per_second", "train_seconds")
+    _same(
+        {k: v for k, v in seq.details.items() if k not in timing},
+        {k: v for k, v in pool.details.items() if k not in timing},
+    )
+    assert seq.metrics == pool.metrics
+    for field in ("embedding", "colour", "grid"):
+        assert torch.equal(getattr(seq, field), getattr(pool, field)), field
+    _same(seq.density, pool.density)
+    _same(seq.shown, pool.shown)
+    _same(seq.shown_realistic, pool.shown_realistic)
+
+
+def test_each_posterior_continues_from_stage_1_alone(tmp_path, monkeypatch):
+    """A posterior's unit does not depend on the others: each starts where stage 1 ended."""
+    monkeypatch.setenv("REPRO_CACHE", str(tmp_path))
+    cfg = tiny(executor="sequential")
+    first = toy_posteriors.train_joint(cfg)
+    assert set(first["histories"]) == {"projectors", "joint"}
+    dcca = toy_posteriors.train_posterior(cfg, "dcca")  # without the Gaussian and flow units
+    result = toy_posteriors.run(cfg)
+    assert dcca["metrics"] == result.metrics["dcca"]
+    assert torch.equal(dcca["density"], result.density["dcca"])

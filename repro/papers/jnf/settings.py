@@ -44,6 +44,8 @@ class ToyPosteriorsConfig:
     seed: int = 0  # paper: seed 0
     device: str = "auto"  # "auto", "cpu" or "cuda"
     threads: int = 0  # torch CPU threads; 0 keeps torch's default, 1 for tiny models on shared CPUs
+    executor: str = "auto"  # repro.jobs: "auto" (CPU: a local pool), "sequential" or "local"
+    workers: int = 0  # processes of the local pool (0: one per core)
     smoke: bool = False  # a few batches of every stage (repro.config.smoke), output in runs/
     data: ToyDataConfig = field(default_factory=ToyDataConfig)
     latent_dim: int = 2  # paper: 2

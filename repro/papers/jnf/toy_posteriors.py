@@ -4,6 +4,10 @@ Reproduces the setting of Fig. 2 of Senellart & Allassonniere (arXiv 2502.03952)
 is trained (stage 1) and shared by three models that differ only in the unimodal posteriors
 fitted to it (stage 2): a diagonal Gaussian (the JMVAE-style baseline), a Gaussian pushed through
 a MAF (JNF), and a MAF posterior on the frozen DCCA projection ``g_j(x_j)`` (JNF-DCCA).
+
+The run is a set of units (:mod:`repro.jobs`; on a CPU a local process pool, ``cfg.executor``):
+stage 1 (the DCCA projectors and the joint VAE) is one unit, the stage 2 of each posterior
+another, which reads stage 1 from the unit cache and evaluates its posterior.
 """
 
 from __future__ import annotations
@@ -16,15 +20,18 @@ import torch
 from torch import Tensor, nn
 
 from repro import verdicts
+from repro.config import TrainConfig
 from repro.data.toy_square import MODALITIES, ToyPairs, fit_shapes, make_pairs
 from repro.distributions import rsample
 from repro.flows import FlowPosterior
+from repro.jobs import Unit, run_units
 from repro.losses import canonical_correlations
 from repro.metrics.coherence import coherence, within_noise
 from repro.models.decoders import MLPDecoder
 from repro.models.encoders import JointMLPEncoder, MLPEncoder, ProjectedEncoder, mlp
 from repro.models.jnf import JNF
 from repro.papers.jnf.settings import ToyPosteriorsConfig
+from repro.record import check_writable
 from repro.runtime import (
     checkpoint_path,
     default_dtype,
@@ -34,7 +41,18 @@ from repro.runtime import (
 )
 from repro.train import History, fit
 
-__all__ = ["VARIANTS", "ToyResult", "build_models", "run", "check_predictions", "summary"]
+__all__ = [
+    "VARIANTS",
+    "ToyResult",
+    "build_models",
+    "stage1_unit",
+    "units",
+    "train_joint",
+    "train_posterior",
+    "run",
+    "check_predictions",
+    "summary",
+]
 
 VARIANTS = ("gaussian", "flow", "dcca")
 SOURCE, TARGET = "square", "circle"  # condition on the square, generate circles
@@ -138,17 +156,152 @@ def _split(cfg: ToyPosteriorsConfig, generator: torch.Generator) -> dict[str, To
     }
 
 
-@torch.no_grad()
-def _evaluate(
-    cfg: ToyPosteriorsConfig, models: dict[str, JNF], test: ToyPairs, device: torch.device
-) -> tuple[dict, dict, dict[str, Tensor], dict[str, Tensor], dict[str, Tensor], Tensor]:
-    """Metrics and reference-square panels, with common random numbers across variants.
+def _setup(
+    cfg: ToyPosteriorsConfig,
+) -> tuple[torch.Generator, torch.device, dict[str, ToyPairs], dict[str, JNF]]:
+    """The data and the three models with their initial weights, from ``cfg.seed`` alone."""
+    generator = seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    data = _split(cfg, generator)
+    models = build_models(cfg)
+    for model in models.values():
+        model.to(device)
+    return generator, device, data, models
+
+
+def _fit_stage(
+    cfg: ToyPosteriorsConfig,
+    model: JNF,
+    stage: str,
+    data: dict[str, ToyPairs],
+    train_cfg: TrainConfig,
+    generator: torch.Generator,
+    key: str,
+    desc: str,
+) -> History:
+    st = model.prepare_stage(stage)
+    return fit(
+        st.module, st.bound, st.prepare(data["train"].x), train_cfg, st.prepare(data["val"].x),
+        generator, checkpoint_path(cfg, key), desc=desc,
+    )  # fmt: skip
+
+
+def _cpu(module: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
+STAGE1_UNIT = "stage 1"
+
+#: Relative run time of a posterior's stage 2 (scheduling only: the pool starts the longest
+#: first); quick profile: the DCCA posteriors' MLP on g_j(x_j) is the widest, the Gaussian the
+#: cheapest.
+UNIT_COST = {"gaussian": 1.0, "flow": 1.5, "dcca": 2.5}
+
+
+def stage1_unit(cfg: ToyPosteriorsConfig) -> Unit:
+    """The unit of stage 1 (:func:`train_joint`), which every posterior's unit reads."""
+    return Unit(STAGE1_UNIT, train_joint, (cfg,), 4.0)
+
+
+def units(cfg: ToyPosteriorsConfig) -> list[Unit]:
+    """The posteriors' units (:func:`train_posterior`), run after :func:`stage1_unit`."""
+    return [Unit(name, train_posterior, (cfg, name), UNIT_COST[name]) for name in VARIANTS]
+
+
+def train_joint(cfg: ToyPosteriorsConfig) -> dict[str, object]:
+    """Unit: stage 1, the DCCA projectors and the joint VAE the three posteriors share.
+
+    Also computes what depends on stage 1 alone: the joint embeddings of the scatter, the
+    projectors' canonical correlation and the evaluation frame of every posterior (one joint
+    sample per test pair, the density grid, the reference square).
+
+    Args:
+        cfg: the experiment config.
 
     Returns:
-        ``(metrics, details, density, shown, shown_realistic, grid)`` as in :class:`ToyResult`.
+        ``{"joint", "projectors"}`` (state dicts), ``{"rng", "generator"}`` (the random states
+        at the end of stage 1), ``"histories"``, ``"embedding"``, ``"dcca_val_correlation"``
+        and ``"frame"``.
+    """
+    with default_dtype(torch.float32):
+        set_threads(cfg.threads)
+        generator, device, data, models = _setup(cfg)
+        plan = (
+            ("projectors", models["dcca"], "projectors", cfg.dcca_train, "DCCA projectors"),
+            ("joint", models["flow"], "joint", cfg.joint_train, "joint VAE"),
+        )  # the joint VAE is shared: training it through the flow model trains it for all three
+        histories = {
+            key: _fit_stage(cfg, model, stage, data, train_cfg, generator, key, f"stage 1: {label}")
+            for key, model, stage, train_cfg, label in plan
+        }
+        out: dict[str, object] = {
+            "joint": _cpu(models["flow"].joint_modules()),
+            "projectors": _cpu(models["dcca"].projectors),
+            "rng": torch.get_rng_state(),
+            "generator": generator.get_state(),
+            "histories": histories,
+        }
+        test = data["test"]
+        out["frame"] = _frame(cfg, models["gaussian"], test, device)
+        with torch.no_grad():
+            n = min(cfg.n_scatter, len(test))
+            q = models["flow"].posterior({m: v[:n].to(device) for m, v in test.x.items()})
+            out["embedding"] = q.mean.cpu()
+        out["dcca_val_correlation"] = _projector_correlation(models["dcca"], data["val"].x, device)
+        return out
+
+
+def _stage1(cfg: ToyPosteriorsConfig) -> dict[str, object]:
+    """Stage 1's result: from the unit cache once :func:`train_joint` has run (else computed)."""
+    unit = stage1_unit(cfg)
+    return run_units(cfg.name, [unit], "sequential", threads=cfg.threads)[unit.name]
+
+
+def train_posterior(cfg: ToyPosteriorsConfig, name: str) -> dict[str, object]:
+    """Unit: stage 2 of one posterior on the shared joint VAE of stage 1, then its evaluation.
+
+    The models are rebuilt with their initial weights, stage 1's weights are loaded and the
+    random streams continue where stage 1 left them, so every posterior is trained as it would
+    be right after stage 1 (the Gaussian as in the single-process run before units; the flow
+    and DCCA posteriors see the Gaussian's random numbers, not those left after it).
+
+    Args:
+        cfg: the experiment config.
+        name: one of :data:`VARIANTS`.
+
+    Returns:
+        ``{"metrics", "details", "density", "shown", "realistic", "history"}`` of the posterior.
+    """
+    with default_dtype(torch.float32):
+        set_threads(cfg.threads)
+        generator, device, data, models = _setup(cfg)
+        first = _stage1(cfg)
+        model = models[name]
+        model.joint_modules().load_state_dict(first["joint"])
+        models["dcca"].projectors.load_state_dict(first["projectors"])
+        torch.set_rng_state(first["rng"])
+        generator.set_state(first["generator"])
+        history = _fit_stage(
+            cfg, model, "unimodal", data, cfg.unimodal_train, generator, name,
+            f"{name}: stage 2 posteriors",
+        )  # fmt: skip
+        out = _evaluate(cfg, model, data["test"], first["frame"], device)
+        out["history"] = history
+        return out
+
+
+@torch.no_grad()
+def _frame(
+    cfg: ToyPosteriorsConfig, model: JNF, test: ToyPairs, device: torch.device
+) -> dict[str, object]:
+    """What every posterior is evaluated with: common random numbers and the panels' frame.
+
+    Returns:
+        ``{"z_joint": (N, 2)`` one joint-posterior sample per test pair, ``"grid": (G,)``
+        coordinates of the density grid, ``"reference_index"``, ``"reference_radius"}``.
     """
     x = {m: v.to(device) for m, v in test.x.items()}
-    q_joint = models["gaussian"].posterior(x)
+    q_joint = model.posterior(x)
     z_joint = rsample(q_joint, (), torch.Generator().manual_seed(cfg.seed + 1))
     # The paper's axes, [-4.5, 4.5]^2, widened in steps of 0.5 when the embeddings spread further.
     spread = float(torch.quantile(q_joint.mean.abs().flatten().cpu(), 0.99))
@@ -157,40 +310,59 @@ def _evaluate(
     ref = int(
         torch.argmin(torch.where(full, (test.radius[SOURCE] - cfg.reference_radius).abs(), 9))
     )
+    return {
+        "z_joint": z_joint.cpu(),
+        "grid": torch.linspace(-limit, limit, cfg.grid_points, device=device).cpu(),
+        "reference_index": ref,
+        "reference_radius": float(test.radius[SOURCE][ref]),
+    }
+
+
+@torch.no_grad()
+def _evaluate(
+    cfg: ToyPosteriorsConfig, model: JNF, test: ToyPairs, frame: dict, device: torch.device
+) -> dict[str, object]:
+    """One posterior's metrics and reference-square panels, in the frame of :func:`_frame`.
+
+    Returns:
+        ``{"metrics", "details", "density", "shown", "realistic"}`` as in :class:`ToyResult`.
+    """
+    x = {m: v.to(device) for m, v in test.x.items()}
+    z_joint, grid = frame["z_joint"].to(device), frame["grid"].to(device)
+    ref = frame["reference_index"]
     x_ref = {m: v[ref : ref + 1] for m, v in x.items()}
-    grid = torch.linspace(-limit, limit, cfg.grid_points, device=device)
     yy, xx = torch.meshgrid(grid, grid, indexing="ij")
     points = torch.stack([xx, yy], -1).reshape(-1, 1, 2)  # (G*G, 1, 2)
-    metrics, details, density, shown, realistic = {}, {}, {}, {}, {}
-    for name, model in models.items():
-        model.eval()
-        log_q = {m: float(model.posterior(x, [m]).log_prob(z_joint).mean()) for m in MODALITIES}
-        gen = model.generate(x, [SOURCE], generator=torch.Generator().manual_seed(cfg.seed + 2))
-        fitted = fit_shapes(gen[TARGET][0].cpu(), TARGET)
-        realistic_all = fitted.realistic(cfg.iou_threshold)
-        metrics[name] = {
-            "class_coherence": coherence(fitted.label, test.label),
-            "heldout_log_q": sum(log_q.values()) / len(log_q),
-            "unrealistic_rate": float((~realistic_all).double().mean()),
-        }
-        details[name] = {
-            "heldout_log_q_per_modality": log_q,
-            "unrealistic_rate_at_iou": {
-                str(t): float((~fitted.realistic(t)).double().mean()) for t in (0.7, 0.8, 0.9)
-            },
-            "mean_iou": float(fitted.iou.mean()),
-            "mean_misplaced": float(fitted.misplaced.mean()),
-        }
-        q_ref = model.posterior(x_ref, [SOURCE])
-        density[name] = q_ref.log_prob(points).exp().reshape(len(grid), len(grid)).cpu()
-        circles = model.generate(
-            x_ref, [SOURCE], n=cfg.n_shown, generator=torch.Generator().manual_seed(cfg.seed + 3)
-        )[TARGET][:, 0].cpu()
-        shown[name] = circles
-        realistic[name] = fit_shapes(circles, TARGET).realistic(cfg.iou_threshold)
-    details["reference_index"] = ref
-    details["reference_radius"] = float(test.radius[SOURCE][ref])
-    return metrics, details, density, shown, realistic, grid.cpu()
+    model.eval()
+    log_q = {m: float(model.posterior(x, [m]).log_prob(z_joint).mean()) for m in MODALITIES}
+    gen = model.generate(x, [SOURCE], generator=torch.Generator().manual_seed(cfg.seed + 2))
+    fitted = fit_shapes(gen[TARGET][0].cpu(), TARGET)
+    realistic_all = fitted.realistic(cfg.iou_threshold)
+    metrics = {
+        "class_coherence": coherence(fitted.label, test.label),
+        "heldout_log_q": sum(log_q.values()) / len(log_q),
+        "unrealistic_rate": float((~realistic_all).double().mean()),
+    }
+    details = {
+        "heldout_log_q_per_modality": log_q,
+        "unrealistic_rate_at_iou": {
+            str(t): float((~fitted.realistic(t)).double().mean()) for t in (0.7, 0.8, 0.9)
+        },
+        "mean_iou": float(fitted.iou.mean()),
+        "mean_misplaced": float(fitted.misplaced.mean()),
+    }
+    q_ref = model.posterior(x_ref, [SOURCE])
+    density = q_ref.log_prob(points).exp().reshape(len(grid), len(grid)).cpu()
+    circles = model.generate(
+        x_ref, [SOURCE], n=cfg.n_shown, generator=torch.Generator().manual_seed(cfg.seed + 3)
+    )[TARGET][:, 0].cpu()
+    return {
+        "metrics": metrics,
+        "details": details,
+        "density": density,
+        "shown": circles,
+        "realistic": fit_shapes(circles, TARGET).realistic(cfg.iou_threshold),
+    }
 
 
 @torch.no_grad()
@@ -202,6 +374,11 @@ def _projector_correlation(model: JNF, x: dict[str, Tensor], device: torch.devic
 
 def run(cfg: ToyPosteriorsConfig) -> ToyResult:
     """Train the shared joint VAE and the three unimodal posteriors; evaluate; collect panels.
+
+    Stage 1 (:func:`train_joint`) and then the three posteriors' stage 2 (:func:`train_posterior`,
+    each evaluated in its unit) run through :func:`repro.jobs.run_units` (``cfg.executor``: on a
+    CPU a local process pool); each unit's result is cached, so a killed run resumes after its
+    finished units.
 
     Args:
         cfg: the experiment config (``repro.papers.jnf.settings.get("toy_posteriors", ...)``).
@@ -215,45 +392,25 @@ def run(cfg: ToyPosteriorsConfig) -> ToyResult:
 
 def _run(cfg: ToyPosteriorsConfig) -> ToyResult:
     tic = time.perf_counter()
+    check_writable(cfg)  # before any training: a read-only figures/ folder fails now
     set_threads(cfg.threads)
-    generator = seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    data = _split(cfg, generator)
-    train, val = data["train"].x, data["val"].x
-    models = build_models(cfg)
-    for model in models.values():
-        model.to(device)
-    plan = [
-        ("projectors", models["dcca"], "projectors", cfg.dcca_train, "DCCA projectors"),
-        ("joint", models["flow"], "joint", cfg.joint_train, "stage 1: joint VAE"),
-    ] + [
-        (name, models[name], "unimodal", cfg.unimodal_train, f"stage 2: {name} posteriors")
-        for name in VARIANTS
-    ]  # the joint VAE is shared: training it through the flow model trains it for all three
-    histories = {}
-    for key, model, stage, train_cfg, desc in plan:
-        st = model.prepare_stage(stage)
-        histories[key] = fit(
-            st.module,
-            st.bound,
-            st.prepare(train),
-            train_cfg,
-            st.prepare(val),
-            generator,
-            checkpoint_path(cfg, key),
-            desc=desc,
-        )
-    test = data["test"]
-    metrics, details, density, shown, realistic, grid = _evaluate(cfg, models, test, device)
-    with torch.no_grad():
-        n = min(cfg.n_scatter, len(test))
-        embedding = models["flow"].posterior({m: v[:n].to(device) for m, v in test.x.items()})
-        embedding = embedding.mean.cpu()
+    test = _split(cfg, seed_everything(cfg.seed))["test"]
+    jobs = {"executor": cfg.executor, "workers": cfg.workers, "device": cfg.device,
+            "threads": max(cfg.threads, 1)}  # fmt: skip
+    first = run_units(cfg.name, [stage1_unit(cfg)], **jobs)[STAGE1_UNIT]
+    done = run_units(cfg.name, units(cfg), **jobs)
+    histories = dict(first["histories"])
+    histories.update({name: done[name]["history"] for name in VARIANTS})
+    metrics = {name: done[name]["metrics"] for name in VARIANTS}
+    details: dict[str, object] = {name: done[name]["details"] for name in VARIANTS}
+    frame = first["frame"]
+    details["reference_index"] = ref = frame["reference_index"]
+    details["reference_radius"] = frame["reference_radius"]
+    n = len(first["embedding"])
     colour = (2 * test.label[:n] - 1) * test.radius[SOURCE][:n]
-    ref = details["reference_index"]
     # the training objective (regularised, may exceed 1) and the true canonical correlation
     details["dcca_val_objective"] = max(histories["projectors"].val, default=None)
-    details["dcca_val_correlation"] = _projector_correlation(models["dcca"], val, device)
+    details["dcca_val_correlation"] = first["dcca_val_correlation"]
     details["train_samples_per_second"] = {k: h.samples_per_second for k, h in histories.items()}
     # summed over sessions: a resumed run still reports the whole training time
     details["train_seconds"] = {k: round(h.seconds, 1) for k, h in histories.items()}
@@ -263,13 +420,13 @@ def _run(cfg: ToyPosteriorsConfig) -> ToyResult:
         metrics=metrics,
         details=details,
         samples={m: test.x[m][:8] for m in MODALITIES},
-        embedding=embedding,
+        embedding=first["embedding"],
         colour=colour,
         reference=test.x[SOURCE][ref],
-        grid=grid,
-        density=density,
-        shown=shown,
-        shown_realistic=realistic,
+        grid=frame["grid"],
+        density={name: done[name]["density"] for name in VARIANTS},
+        shown={name: done[name]["shown"] for name in VARIANTS},
+        shown_realistic={name: done[name]["realistic"] for name in VARIANTS},
         histories=histories,
         seconds=time.perf_counter() - tic,
     )

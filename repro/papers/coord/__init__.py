@@ -1,0 +1,6 @@
+"""``coord``: Suzuki & Matsuo, coordination-based multimodal VAEs (OpenReview Rn8u4MYgeNJ).
+
+"Mitigating the limitations of multimodal VAEs with coordination-based approach", ICLR 2023
+submission (papers/coordination.md). Modules: ``bounds`` (the exact bound hierarchy of §3 on a
+linear-Gaussian model: ELBO, conditional ELBOs, MVTCAE and JMVAE-KL against their targets).
+"""

@@ -16,7 +16,7 @@ per seed on the same data with the same encoder/decoder architecture, then evalu
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -31,7 +31,7 @@ from repro.jobs import Unit, run_units
 from repro.metrics.classifiers import DigitClassifier, accuracy, load_pretrained, train_classifiers
 from repro.metrics.coherence import conditional_coherence, joint_coherence, within_noise
 from repro.metrics.fid import fd_metric
-from repro.models import CRMVAE, JMVAE, JNF, MMVAE, MVAE, MVTCAE, MoPoE, MultimodalVAE
+from repro.models import CRMVAE, JMVAE, JNF, MMVAE, MVAE, MVTCAE, TELBO, MoPoE, MultimodalVAE
 from repro.models.decoders import ConvDecoder
 from repro.models.encoders import ConvEncoder, JointMLPEncoder, MLPEncoder, ProjectedEncoder
 from repro.papers.jnf.settings import CoherenceFIDConfig
@@ -55,13 +55,25 @@ __all__ = [
     "train_unit",
     "load_trained",
     "run",
+    "run_benchmark",
     "check_predictions",
     "at_chance",
     "short_source",
     "summary",
 ]
 
-MODEL_NAMES = ("JNF", "JNF-DCCA", "JMVAE", "MoPoE", "MVTCAE", "MMVAE", "MVAE", "CRMVAE")
+MODEL_NAMES = (
+    "JNF",
+    "JNF-DCCA",
+    "JMVAE",
+    "MoPoE",
+    "MVTCAE",
+    "MMVAE",
+    "MVAE",
+    "CRMVAE",
+    "CRMVAE-half",
+    "TELBO",
+)  # CRMVAE: the docstring's reconstruction weight; CRMVAE-half: MultiVae's code (half of it)
 SHAPE = (3, 28, 28)
 FD_TARGET = "m0"  # Fig. 4's FID: m0 generated from the other modalities
 DATA_SEED = 0  # one dataset (and split) for every model seed
@@ -138,7 +150,7 @@ def build_model(name: str, cfg: CoherenceFIDConfig) -> MultimodalVAE:
     d = cfg.latent_dim
     encoders, decoders = _networks(cfg)
     hmc = dict(cfg.hmc) or None
-    if name in ("JNF", "JNF-DCCA", "JMVAE"):
+    if name in ("JNF", "JNF-DCCA", "JMVAE", "TELBO"):
         joint = JointMLPEncoder(
             {m: SHAPE for m in MODALITIES}, d, hidden=cfg.joint_hidden,
             joint_hidden=(cfg.joint_hidden,),
@@ -148,6 +160,8 @@ def build_model(name: str, cfg: CoherenceFIDConfig) -> MultimodalVAE:
                 joint, encoders, decoders, d, alpha=cfg.jmvae_alpha, warmup=cfg.jmvae_warmup,
                 hmc_kwargs=hmc,
             )  # fmt: skip
+        if name == "TELBO":  # partial subsets: PoE of the unimodal experts with the prior
+            return TELBO(joint, encoders, decoders, d)
 
         def flow(encoder: nn.Module) -> FlowPosterior:
             return FlowPosterior(encoder, d, transforms=cfg.flow_transforms, hidden=cfg.flow_hidden)
@@ -177,8 +191,9 @@ def build_model(name: str, cfg: CoherenceFIDConfig) -> MultimodalVAE:
         )  # fmt: skip
     if name == "MVTCAE":
         return MVTCAE(encoders, decoders, d, alpha=cfg.mvtcae_alpha, beta=cfg.mvtcae_beta)
-    if name == "CRMVAE":
-        return CRMVAE(encoders, decoders, d)
+    if name in ("CRMVAE", "CRMVAE-half"):
+        recon = "half" if name == "CRMVAE-half" else "docstring"
+        return CRMVAE(encoders, decoders, d, beta=cfg.crmvae_beta, recon_weight=recon)
     if name == "MMVAE":
         return MMVAE(
             encoders, decoders, d, K=cfg.mmvae_K, estimator=cfg.mmvae_estimator,
@@ -200,7 +215,7 @@ def stage_configs(
     Returns:
         ``{stage: TrainConfig}`` for every stage of the model.
     """
-    if name == "JNF":
+    if name in ("JNF", "TELBO"):  # both: the joint VAE, then the unimodal posteriors
         return {"joint": cfg.jnf_joint_train, "unimodal": cfg.jnf_unimodal_train}
     if name == "JNF-DCCA":
         return {
@@ -292,7 +307,16 @@ def _classifiers(cfg: CoherenceFIDConfig, executor: str, progress: bool = True) 
 #: Relative run time of a model's unit (scheduling only: the pool starts the longest first).
 #: MMVAE decodes every modality from every component; MVAE decodes 7 subset ELBOs; JNF and
 #: JNF-DCCA train 2 and 3 stages and sample subset posteriors with HMC.
-UNIT_COST = {"MMVAE": 5.0, "JNF-DCCA": 3.0, "JNF": 2.5, "MVAE": 2.5, "JMVAE": 1.5}
+UNIT_COST = {
+    "MMVAE": 5.0,
+    "JNF-DCCA": 3.0,
+    "JNF": 2.5,
+    "MVAE": 2.5,
+    "TELBO": 2.0,
+    "JMVAE": 1.5,
+    "CRMVAE": 1.5,
+    "CRMVAE-half": 1.5,
+}
 
 
 def units(cfg: CoherenceFIDConfig) -> list[Unit]:
@@ -316,6 +340,14 @@ def _fd_one_input(model: MultimodalVAE, test: MultimodalImages, metric, n: int, 
         generated = model.generate({source: x[source]}, [source], n=1, generator=g)[FD_TARGET][0]
         values.append(metric.distance(real, generated.clamp(0, 1)))
     return sum(values) / len(values)
+
+
+@torch.no_grad()
+def _fd_prior(model: MultimodalVAE, test: MultimodalImages, metric, n: int, seed: int) -> float:
+    """FD of ``m0`` generated from the prior (unconditional generation)."""
+    real = metric.statistics(test.x[FD_TARGET][:n])
+    generated = model.sample_prior(n, generator=torch.Generator().manual_seed(seed * 100 + 50))
+    return metric.distance(real, generated[FD_TARGET].clamp(0, 1))
 
 
 def train_unit(cfg: CoherenceFIDConfig, name: str, seed: int) -> dict:
@@ -361,12 +393,15 @@ def train_unit(cfg: CoherenceFIDConfig, name: str, seed: int) -> dict:
         joint = joint_coherence(
             model, classifiers, n_joint, torch.Generator().manual_seed(seed + 2)
         )
-        fd = _fd_one_input(model, test_dev, metric, min(cfg.n_fid, len(test)), seed)
+        n_fid = min(cfg.n_fid, len(test))
+        fd = _fd_one_input(model, test_dev, metric, n_fid, seed)
+        fd_prior = _fd_prior(model, test_dev, metric, n_fid, seed)
         return {
             "by_size": {int(k): float(v) for k, v in coh.by_size.items()},
             "per_subset": {f"{'+'.join(s)}->{m}": float(v) for (s, m), v in coh.per_subset.items()},
             "joint": float(joint),
             "fd": float(fd),
+            "fd_unconditional": float(fd_prior),
             "train_samples_per_second": {s: h.samples_per_second for s, h in hist.items()},
             "histories": hist,
             "model_path": saved,
@@ -430,11 +465,32 @@ def run(cfg: CoherenceFIDConfig) -> CoherenceFIDResult:
     Returns:
         A :class:`CoherenceFIDResult`.
     """
+    return run_benchmark(cfg, check_predictions)
+
+
+def run_benchmark(
+    cfg: CoherenceFIDConfig,
+    predictions: Callable[[Mapping[str, Mapping[str, float]], str, int], dict[str, str]],
+) -> CoherenceFIDResult:
+    """The image benchmark behind this figure, for any figure that compares models on it.
+
+    Classifiers, then every (model, seed) unit of ``cfg.models`` (:func:`units`), collected
+    into a :class:`CoherenceFIDResult` whose ``details["paper_predictions"]`` are
+    ``predictions(metrics, fd_key, n_test)``; the ``coord`` figures use it on translated
+    PolyMNIST with their own models and claims.
+
+    Args:
+        cfg: the config (its ``name`` and ``profile`` decide the cache and the figure folder).
+        predictions: the figure's claims.
+
+    Returns:
+        The result.
+    """
     with default_dtype(torch.float32):
-        return _run(cfg)
+        return _run(cfg, predictions)
 
 
-def _run(cfg: CoherenceFIDConfig) -> CoherenceFIDResult:
+def _run(cfg: CoherenceFIDConfig, predictions: Callable) -> CoherenceFIDResult:
     tic = time.perf_counter()
     check_writable(cfg)  # before any training: a read-only figures/ folder fails now
     set_threads(cfg.threads)
@@ -467,7 +523,7 @@ def _run(cfg: CoherenceFIDConfig) -> CoherenceFIDResult:
         "n_val": len(val),
         "n_test": len(test),
         "fd_label": metric.label,
-        "paper_predictions": check_predictions(metrics, metric.key, len(test)),
+        "paper_predictions": predictions(metrics, metric.key, len(test)),
     }
     return CoherenceFIDResult(
         cfg=cfg,
@@ -490,6 +546,7 @@ def _mean_over_seeds(runs: Mapping[int, dict], fd_key: str) -> dict[str, float]:
     }
     out["joint_coherence"] = sum(r["joint"] for r in runs.values()) / len(runs)
     out[fd_key] = sum(r["fd"] for r in runs.values()) / len(runs)
+    out[f"{fd_key}_unconditional"] = sum(r["fd_unconditional"] for r in runs.values()) / len(runs)
     return out
 
 

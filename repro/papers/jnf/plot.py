@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -95,7 +96,12 @@ def toy_posteriors(result: ToyResult) -> Figure:
     return fig
 
 
-def coherence_fid(result: CoherenceFIDResult) -> Figure:
+def coherence_fid(
+    result: CoherenceFIDResult,
+    reference: Mapping[str, Sequence[float]] | None = None,
+    reference_label: str = "MultiVae benchmark",
+    dataset: str = "PolyMNIST",
+) -> Figure:
     """Fig. 4 of arXiv 2502.03952 from a :class:`repro.papers.jnf.coherence_fid.CoherenceFIDResult`.
 
     Left: conditional coherence against the number of input modalities (mean over seeds as a
@@ -103,10 +109,14 @@ def coherence_fid(result: CoherenceFIDResult) -> Figure:
     sanity band: latent 512, 800 epochs). Right: one-input coherence against the FD of ``m0``
     generated from one other modality, one point per model and seed; the axis names the FD
     actually computed (Inception FID or the labelled proxy) and the data. A figure whose
-    models all sit at chance says so.
+    models all sit at chance says so. The ``coord`` figures draw the same panels.
 
     Args:
         result: the experiment result.
+        reference: published coherences by number of inputs, per model, drawn dashed
+            (default: :data:`repro.papers.jnf.coherence_fid.MULTIVAE_BENCHMARK`).
+        reference_label: the legend entry of the dashed lines.
+        dataset: the data's name in the title.
 
     Returns:
         The figure.
@@ -115,6 +125,7 @@ def coherence_fid(result: CoherenceFIDResult) -> Figure:
 
     from repro.papers.jnf.coherence_fid import CHANCE, MULTIVAE_BENCHMARK, at_chance, short_source
 
+    reference = MULTIVAE_BENCHMARK if reference is None else reference
     set_style()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.6), layout="constrained")
     colours = dict(
@@ -128,8 +139,8 @@ def coherence_fid(result: CoherenceFIDResult) -> Figure:
         for r in runs.values():
             left.scatter(sizes, [r["by_size"][k] for k in sizes], color=colours[name], s=10,
                          alpha=0.5)  # fmt: skip
-        if name in MULTIVAE_BENCHMARK:
-            band = MULTIVAE_BENCHMARK[name][: len(sizes)]
+        if name in reference:
+            band = reference[name][: len(sizes)]
             left.plot(sizes, band, color=colours[name], linestyle="--", linewidth=1, alpha=0.45)
         right.scatter(
             [r["fd"] for r in runs.values()], [r["by_size"][1] for r in runs.values()],
@@ -139,7 +150,7 @@ def coherence_fid(result: CoherenceFIDResult) -> Figure:
         ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=1)
         ax.set_ylim(0, 1.02)
     left.text(sizes[0], CHANCE + 0.01, "chance", color="grey", fontsize=9)
-    left.plot([], [], color="grey", linestyle="--", linewidth=1, label="MultiVae benchmark")
+    left.plot([], [], color="grey", linestyle="--", linewidth=1, label=reference_label)
     left.set(
         xlabel="number of input modalities", ylabel="coherence (balanced accuracy)",
         title="(a) coherence by number of inputs",
@@ -156,7 +167,7 @@ def coherence_fid(result: CoherenceFIDResult) -> Figure:
             ax.text(0.5, 0.5, "every model at chance level", transform=ax.transAxes,
                     ha="center", color="firebrick", fontsize=11)  # fmt: skip
     fig.suptitle(
-        f"PolyMNIST ({short_source(result.source)}, {result.cfg.profile} profile); "
+        f"{dataset} ({short_source(result.source)}, {result.cfg.profile} profile); "
         f"seeds {list(result.cfg.seeds)}",
         fontsize=10,
     )

@@ -131,6 +131,7 @@ class CoherenceFIDConfig:
     mopoe_beta: float = 2.5  # MoPoE's published beta
     mvtcae_alpha: float = 0.1  # MVTCAE defaults
     mvtcae_beta: float = 2.5
+    crmvae_beta: float = 2.5  # MultiVae CRMVAEConfig default (its translated PolyMNIST run: 0.1)
     mmvae_K: int = 10  # importance samples (MultiVae benchmark: K = 10)
     mmvae_estimator: str = "iwae"  # "iwae" (stratified IWAE), or "elbo" (with mmvae_stratified)
     mmvae_stratified: str = "all"  # "all" experts per sample, or "chunks": one per sample (an

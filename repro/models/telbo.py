@@ -55,32 +55,34 @@ class TELBO(JointVAE):
       (``telbo_model.py:105-122``), not the others. The decoders still pass gradients to
       ``z_m``; they are not updated.
 
-    MultiVae's stage count is one ``warmup`` (default 10 epochs, ``telbo_config.py``, which
-    recommends half of the training time); here it is the epochs of the ``"joint"`` stage's
-    config. Both stages start with a fresh optimiser (as ``reset_optimizer_epochs`` does).
+    MultiVae's ``warmup`` (default 10 epochs, ``telbo_config.py``, which recommends half of the
+    training time) is here the number of epochs of the ``"joint"`` stage's config, and the
+    rest of MultiVae's epochs those of the ``"unimodal"`` stage. Each stage starts with a fresh
+    optimiser (as ``reset_optimizer_epochs`` does).
 
     **Weights.** ``weights`` (``lambda_m``, MultiVae ``lambda_factors``) rescale the joint
     ELBO's likelihoods and ``unimodal_weights`` (``gamma_m``, ``gamma_factors``) the unimodal
     ones; both default to 1 here. MultiVae defaults both to its ``rescale_factors``
     (``max_m dim(x_m) / dim(x_m)`` when likelihood rescaling is on, which ``TELBOConfig``
-    turns on by default, else 1). There is no KL weight (neither MultiVae nor the paper's
-    objective has one).
+    turns on by default, else 1). There is no KL weight (MultiVae's ``TELBO`` has none).
 
     **The stage-2 KL.** MultiVae computes it as ``-1/2 sum(1 + log s_J^2 - mu_m^2 - s_m^2)``
     (``telbo_model.py:118-120``) with ``s_J`` the *joint* encoder's scale where the KL of
-    ``q_m`` has ``log s_m^2``: ``KL(q_m || p) + sum(log s_m - log s_J)``, which drops the
-    unimodal entropy from the gradient (it drives ``s_m`` to 0). ``unimodal_kl="exact"``
-    (default) uses ``KL(q_m || p)``; ``"multivae"`` reproduces MultiVae's expression in stage 2
-    (:meth:`bound` always reports the true triple ELBO).
+    ``q_m`` has ``log s_m^2``: ``KL(q_m || p) + sum(log s_m - log s_J)``. That drops the
+    unimodal entropy from the gradient, so nothing in the loss keeps ``s_m`` from 0.
+    ``unimodal_kl="exact"`` (default) uses ``KL(q_m || p)``; ``"multivae"`` reproduces
+    MultiVae's expression in stage 2 (:meth:`bound` always reports the true triple ELBO).
 
     **Posteriors.** All modalities: the joint encoder; one modality: its unimodal encoder
     (MultiVae ``telbo_model.py:154-161``). A partial subset ``S`` (``1 < |S| < M``) is refused by
     MultiVae (``telbo_model.py:163-166``). Here, with ``subset_posterior="poe_prior"`` (default)
     it is the product of the subset's unimodal experts and the prior ``p(z) prod_{m in S} q_m``,
-    a Gaussian sampled directly: the paper's product-of-experts rule for partially specified
-    concepts, with the prior as "universal expert" (there the experts are attribute-wise
-    factors of ``q(z|y)``; applied here to whole modalities, it counts the prior ``|S| + 1``
-    times when each ``q_m`` is a posterior). With ``"hmc"`` it is the
+    a Gaussian sampled directly: the rule of the paper's product-of-experts inference network
+    for partially specified concepts, with the prior as an expert (there the experts are the
+    attribute-wise factors of ``q(z|y)``, not whole modalities; that the prior is one of them
+    is from our reading, not checked against the paper's text). Applied to whole modalities
+    whose ``q_m`` are posteriors, it counts the prior ``|S| + 1`` times where the exact
+    combination counts it once. With ``"hmc"`` it is the
     :class:`repro.models.joint.SubsetPosterior` ``prod_m q_m / p(z)^(|S|-1)``, exact when each
     ``q_m = p(z|x_m)``, sampled by HMC as in JNF.
 
@@ -105,8 +107,9 @@ class TELBO(JointVAE):
 
     References:
         Vedantam, Fischer, Huang & Murphy, "Generative Models of Visually Grounded
-        Imagination", ICLR 2018, arXiv 1705.10762 (the triple ELBO, its two-stage fit and the
-        product-of-experts inference network; equation numbers not checked); MultiVae
+        Imagination", ICLR 2018, arXiv 1705.10762 (the triple ELBO and the product-of-experts
+        inference network, from the abstract and MultiVae's docstring; the two-stage fit and
+        the equation numbers not checked against the paper's text); MultiVae
         ``models/telbo/telbo_model.py`` and ``telbo_config.py`` (AgatheSenellart/MultiVae
         @ 2822b3b).
     """

@@ -98,9 +98,7 @@ def check_predictions(
             for m in mixture
         ]
         if pairs:
-            out[f"coordination-based < mixture-based in {what} FD"] = verdicts.tally(
-                pairs, "pairs"
-            )
+            out[f"coordination-based < mixture-based in {what} FD"] = verdicts.tally(pairs, "pairs")
     if "CRMVAE" in metrics:
         ours = [metrics["CRMVAE"][f"coherence_{k}_inputs"] for k in range(1, 5)]
         near = all(abs(a - b) <= BAND for a, b in zip(ours, MULTIVAE, strict=True))
@@ -133,9 +131,7 @@ def summary(result: CoherenceFIDResult) -> str:
             f"{name:12s}{m['coherence_1_inputs']:8.2f}{cells}{m['joint_coherence']:7.2f}"
             f"{m[result.fd_key]:10.1f}{m[result.fd_key + '_unconditional']:10.1f}"
         )
-    lines.append(
-        f"CRMVAE on translated PolyMNIST, 1-4 inputs: paper {PAPER}, MultiVae {MULTIVAE}"
-    )
+    lines.append(f"CRMVAE on translated PolyMNIST, 1-4 inputs: paper {PAPER}, MultiVae {MULTIVAE}")
     lines.append("the paper's claims (coordination.md §1):")
     for claim, verdict in d["paper_predictions"].items():
         lines.append(f"  {claim}: {verdict}")

@@ -242,24 +242,21 @@ def multivae_api() -> SimpleNamespace | None:
             return ModelOutput(embedding=self.loc(h), log_covariance=self.logvar(h))
 
     class WrappedConvDecoder(BaseDecoder):
-        """A copy of our :class:`repro.models.decoders.ConvDecoder`'s ``fc`` and ``body``.
+        """A copy of our :class:`repro.models.decoders.ConvDecoder` (its ``logits``).
 
-        ``reconstruction`` is what MultiVae's likelihood reads: ``sigmoid(out)`` (the mean of
-        our Normal/Laplace likelihoods) or the logits (Bernoulli).
+        The network computation is ours, chunking of many latents on the CPU included;
+        ``reconstruction`` is what MultiVae's likelihood reads: ``sigmoid(logits)`` (the mean
+        of our Normal/Laplace likelihoods) or the logits (Bernoulli).
         """
 
         def __init__(self, ours: nn.Module) -> None:
             BaseDecoder.__init__(self)
-            ours = copy.deepcopy(ours)
-            self.fc, self.body, self.start = ours.fc, ours.body, tuple(ours.start)
+            self.net = copy.deepcopy(ours)
             self.sigmoid = ours.kind != "bernoulli"
 
         def forward(self, z: Tensor) -> Any:
-            lead = z.shape[:-1]
-            h = self.fc(z.reshape(-1, z.shape[-1])).reshape(-1, *self.start)
-            out = self.body(h)
-            out = torch.sigmoid(out) if self.sigmoid else out
-            return ModelOutput(reconstruction=out.reshape(*lead, *out.shape[1:]))
+            out = self.net.logits(z)
+            return ModelOutput(reconstruction=torch.sigmoid(out) if self.sigmoid else out)
 
     class IdentityFlow(BaseNF):
         """``f(z) = z``: MultiVae's JNF with Gaussian unimodal posteriors."""

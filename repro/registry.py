@@ -64,6 +64,25 @@ FIGURES: dict[str, Figure] = {
             experiment="tradeoff",
         ),
         Figure(
+            name="coord_bound_hierarchy",
+            paper="coord",
+            reproduces="Suzuki & Matsuo (OpenReview Rn8u4MYgeNJ): the bound hierarchy of "
+            "coordination-based VAEs, exact on a linear-Gaussian model (MVTCAE and JMVAE-KL "
+            "against their targets over alpha) and on the trained image models (objective vs "
+            "importance-sampled log p(X))",
+            notebook="coord_bound_hierarchy.ipynb",
+            experiment="bound_hierarchy",
+        ),
+        Figure(
+            name="coord_cross_coherence",
+            paper="coord",
+            reproduces="Suzuki & Matsuo (OpenReview Rn8u4MYgeNJ): cross-coherence by number of "
+            "inputs and coherence vs FD of coordination-based (JMVAE-KL, MVTCAE, TELBO, CRMVAE) "
+            "and mixture-based (MVAE, MMVAE, MoPoE) models on translated PolyMNIST",
+            notebook="coord_cross_coherence.ipynb",
+            experiment="cross_coherence",
+        ),
+        Figure(
             name="iai_elbo_iterations",
             paper="iai",
             reproduces="Oshima, Suzuki & Matsuo (arXiv 2410.11403): multimodal ELBO vs "

@@ -38,8 +38,13 @@ lint: $(STAMP)
 	$(PY) -m ruff check repro tests benchmarks notebooks
 	$(PY) -m ruff format --check repro tests benchmarks
 
+# JupyterLab on the notebooks. As root (containers, most headless servers) Jupyter refuses to
+# start without --allow-root, which is added then; LAB_ARGS passes more, e.g.
+#   make lab LAB_ARGS="--no-browser --ip 0.0.0.0 --port 8888"
+LAB_ARGS ?=
+ROOT_ARGS := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(ROOT_ARGS) $(LAB_ARGS) notebooks/
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_models.py

@@ -629,7 +629,37 @@ def run_figures(
                     stream.close()
             seconds[name] = time.perf_counter() - tic
             sys.stdout.write(f"[{i}/{len(names)}] {name} done in {seconds[name]:.1f} s\n")
+            sys.stdout.write(_verdicts(target))
     return seconds
+
+
+def _verdicts(executed: Path) -> str:
+    """The summary's verdict lines of an executed notebook, and where to read the rest.
+
+    Read from the output of the cell that prints ``<module>.summary(result)``: every line that
+    ends with a verdict of :mod:`repro.verdicts` (indented claims). Nothing when the notebook
+    has no such cell or cannot be read.
+    """
+    import nbformat
+
+    from repro import verdicts
+
+    try:
+        nb = nbformat.read(executed, as_version=4)
+    except (OSError, ValueError):
+        return ""
+    words = tuple(f": {v}" for v in verdicts.VERDICTS)
+    lines = []
+    for cell in nb.cells:
+        if cell.cell_type != "code" or ".summary(result)" not in cell.source:
+            continue
+        for output in cell.get("outputs", []):
+            for line in str(output.get("text", "")).splitlines():
+                if line.startswith("  ") and (line.endswith(words) or " at " in line):
+                    lines.append(f"    {line.strip()}")
+    if not lines:
+        return f"    (executed notebook: {executed})\n"
+    return "\n".join(["  claims:", *lines, f"    (the rest: {executed})"]) + "\n"
 
 
 VOLATILE_OUTPUT = "application/vnd.jupyter.widget-view+json"

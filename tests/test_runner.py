@@ -253,3 +253,20 @@ def test_a_profile_only_some_figures_have(tmp_path, monkeypatch):
     assert runner.has_profile(FIGURES["jnf_toy_posteriors"], "full")
     with pytest.raises(ValueError, match=r"\['jnf_toy_posteriors'\] have no 'intermediate'"):
         runner.run_figures(["jnf_toy_posteriors"], profile="intermediate", figures=FIGURES)
+
+
+def test_the_run_ends_with_each_figures_verdicts(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("print(toy.summary(result))")
+    text = "model  0.93\nclaims:\n  flow > gaussian: tie\n"
+    text += "  a > b: holds at 2, tie at 1 of 3 betas\n"
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+    nb.cells = [cell]
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, path)
+    out = runner._verdicts(path)
+    assert "    flow > gaussian: tie" in out and "holds at 2, tie at 1 of 3 betas" in out
+    assert "model  0.93" not in out and str(path) in out
+    assert runner._verdicts(tmp_path / "absent.ipynb") == ""

@@ -9,6 +9,7 @@ accepted, and models that do not exist yet are reported as missing instead of fa
 from __future__ import annotations
 
 import importlib
+import os
 import platform
 import statistics
 import subprocess
@@ -47,19 +48,27 @@ def repo_state() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        load = []
     return {
         "commit": git("rev-parse", "--short", "HEAD"),
         "dirty_files": len(dirty),
         "torch": torch.__version__,
         "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_average": load,  # 1, 5, 15 min: other processes sharing the cores
     }
 
 
 def describe_state(state: Mapping[str, Any]) -> str:
     """One line for a report header."""
+    load = state.get("load_average") or []
+    busy = f", load average {load[0]:.1f} on {state.get('cores')} cores" if load else ""
     return (
         f"repro @ {state['commit']} (+{state['dirty_files']} uncommitted files), "
-        f"torch {state['torch']}, {state['cpu']}"
+        f"torch {state['torch']}, {state['cpu']}{busy}"
     )
 
 

@@ -83,16 +83,27 @@ def toy_posteriors(result: ToyResult) -> Figure:
         )  # fmt: skip
         gen_ax = fig.add_subplot(grid[row, col + 1])
         gen_ax.imshow(tile(result.shown[name], ncols=4), cmap="gray", vmin=0, vmax=1)
-        for i, ok in enumerate(result.shown_realistic[name].tolist()):
+        flags = result.shown_realistic[name].tolist()
+        for i, ok in enumerate(flags):
             if not ok:
                 frame(gen_ax, i, 4, size)
-        gen_ax.set_title("circles from $x_1$", fontsize=10)
+        bad = len(flags) - sum(flags)
+        gen_ax.set_title(
+            f"circles from $x_1$\n({bad} of {len(flags)} unrealistic"
+            + (", framed red)" if bad else ")"),
+            fontsize=10,
+        )
         gen_ax.axis("off")
         main_axes += [ax, gen_ax]
     bar = fig.colorbar(scatter, ax=main_axes, shrink=0.6, pad=0.01, aspect=40)
-    bar.set_ticks([-0.9, -0.6, -0.3, 0, 0.3, 0.6, 0.9])
-    bar.set_ticklabels(["0.9", "0.6", "0.3", "0", "0.3", "0.6", "0.9"])
-    bar.set_label("Square size (red: empty, blue: full)")
+    # colour = (2 class - 1) * size, size in [0.3, 0.9]: two scales of size, one per class
+    bar.set_ticks([-0.9, -0.6, -0.3, 0.3, 0.6, 0.9])
+    bar.set_ticklabels(["0.9", "0.6", "0.3", "0.3", "0.6", "0.9"])
+    bar.ax.axhline(0, color="black", linewidth=1)
+    bar.set_label("square size:  empty squares (red, below)  |  full squares (blue, above)")
+    fig.suptitle(
+        f"Toy squares/circles, {result.cfg.profile} profile, seed {result.cfg.seed}", fontsize=11
+    )
     return fig
 
 

@@ -54,24 +54,27 @@ def latents(result: LatentsResult) -> Figure:
             )
             for z in points:
                 ax.scatter(z[:, 0], z[:, 1], c=colours, s=3, linewidths=0, alpha=0.7)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.tick_params(labelsize=8)
             if i == 0:
                 ax.set_title(rat, fontsize=10)
+            if i == len(methods) - 1:
+                ax.set_xlabel("$z_1$", fontsize=9)
         m = result.metrics[method]
         axes[i, 0].set_ylabel(
-            f"{method}\nwithin {m['within_rat_accuracy']:.2f}\nacross "
-            f"{m['across_rat_accuracy']:.2f}", fontsize=9,
+            f"{method}\nwithin {m['within_rat_accuracy']:.2f}, across "
+            f"{m['across_rat_accuracy']:.2f}\n$z_2$", fontsize=9,
         )  # fmt: skip
     handles = [
         Line2D([], [], marker="o", linestyle="", color=c, label=f"odor {o}")
         for o, c in zip("ABCD", ODOR_COLOURS, strict=True)
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=9)
+    claims = result.details.get("paper_predictions", {})
+    verdict_text = "; ".join(f"{claim}: {verdict}" for claim, verdict in claims.items())
     fig.suptitle(
         f"held-out posterior means ({result.source.split(':')[0]}, {result.cfg.profile} "
-        "profile); probe accuracy (chance 0.25)",
-        fontsize=10,
+        "profile); probe accuracy (chance 0.25)" + (f"\n{verdict_text}" if verdict_text else ""),
+        fontsize=9,
     )
     return fig
 
@@ -82,7 +85,9 @@ def tradeoff(result: TradeoffResult) -> Figure:
     Two panels sharing x = held-out reconstruction error (summed squared error per sample,
     summed over rats): latent accuracy (mean of the per-rat probes) and cross-rat coherence.
     One point per method and beta (seed mean, error bars one standard deviation over seeds on
-    both axes), joined in beta order and labelled with beta; chance (0.25) dotted.
+    both axes), joined in beta order, the marker's size growing with beta (a legend gives the
+    sizes: labels on the points piled up where methods share a reconstruction error); chance
+    (0.25) dotted.
 
     Args:
         result: the experiment result.
@@ -94,6 +99,8 @@ def tradeoff(result: TradeoffResult) -> Figure:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     panels = (("within_rat_accuracy", "latent accuracy (per-rat probe, held out)"),
               ("coherence", "coherence (cross-rat, held out)"))  # fmt: skip
+    all_betas = sorted({b for by_beta in result.metrics.values() for b in by_beta}, key=float)
+    sizes = {b: 4 + 4 * i for i, b in enumerate(all_betas)}  # marker size grows with beta
     for ax, (key, ylabel) in zip(axes, panels, strict=True):
         for method, by_beta in result.metrics.items():
             colour, marker = METHOD_STYLE.get(method, ("black", "o"))
@@ -104,15 +111,28 @@ def tradeoff(result: TradeoffResult) -> Figure:
                 x, y,
                 xerr=[by_beta[b]["reconstruction_error"]["std"] for b in betas],
                 yerr=[by_beta[b][key]["std"] for b in betas],
-                color=colour, marker=marker, markersize=5, linewidth=1, capsize=2, label=method,
+                color=colour, linewidth=1, capsize=2, label=method,
             )  # fmt: skip
             for b, xi, yi in zip(betas, x, y, strict=True):
-                ax.annotate(f"{float(b):g}", (xi, yi), textcoords="offset points",
-                            xytext=(4, 3), fontsize=6, color=colour)  # fmt: skip
+                ax.plot([xi], [yi], marker=marker, markersize=sizes[b], color=colour,
+                        markeredgecolor="black", markeredgewidth=0.4, linestyle="")  # fmt: skip
         ax.axhline(0.25, color="black", linestyle=":", linewidth=0.8)
         ax.set_xlabel("reconstruction error (summed squared error, held out)")
         ax.set_ylabel(ylabel)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=9, title="method", title_fontsize=9)
+    beta_handles = [
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            color="grey",
+            markersize=sizes[b],
+            label=f"{float(b):g}",
+        )  # fmt: skip
+        for b in all_betas
+    ]
+    axes[1].legend(handles=beta_handles, title="beta", fontsize=9, title_fontsize=9)
     n_seeds = len(result.details["seeds"])
     fig.suptitle(
         f"accuracy and coherence vs reconstruction over beta ({result.source.split(':')[0]}, "

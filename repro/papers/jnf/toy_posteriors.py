@@ -253,7 +253,7 @@ def train_joint(cfg: ToyPosteriorsConfig) -> dict[str, object]:
 def _stage1(cfg: ToyPosteriorsConfig) -> dict[str, object]:
     """Stage 1's result: from the unit cache once :func:`train_joint` has run (else computed)."""
     unit = stage1_unit(cfg)
-    return run_units(cfg.name, [unit], "sequential", threads=cfg.threads)[unit.name]
+    return run_units(cfg.name, [unit], "sequential", threads=cfg.threads, progress=False)[unit.name]
 
 
 def train_posterior(cfg: ToyPosteriorsConfig, name: str) -> dict[str, object]:

@@ -281,6 +281,33 @@ def fit_step(
     return make_step(loss_fn, optimizer, validate=False)
 
 
+CLOCKS = ("wall", "cpu")
+_CLOCK = {"now": time.perf_counter}
+
+
+def set_clock(name: str) -> None:
+    """Choose what :func:`clock` reads: ``"wall"`` (default) or ``"cpu"``.
+
+    ``"wall"`` is ``time.perf_counter``. ``"cpu"`` is ``time.process_time``, the CPU seconds
+    (user + system, page faults included) of every thread of this process: on a machine whose
+    cores other processes share, a 1-thread step's CPU time is what it takes on an idle core
+    (wall time then includes the time the scheduler gave to the others, which inflates long
+    steps more than the short calls of a floor round). With ``N`` threads it is their total,
+    spinning included, so only the 1-thread CPU time estimates wall time.
+
+    Raises:
+        ValueError: for another name.
+    """
+    if name not in CLOCKS:
+        raise ValueError(f"clock must be one of {CLOCKS}, got {name!r}")
+    _CLOCK["now"] = time.perf_counter if name == "wall" else time.process_time
+
+
+def clock() -> float:
+    """Seconds on the clock chosen by :func:`set_clock` (wall by default)."""
+    return _CLOCK["now"]()
+
+
 def synchronize(device: torch.device | str) -> None:
     """Wait for the device (no-op on CPU)."""
     if torch.device(device).type == "cuda":
@@ -293,13 +320,13 @@ def timed_steps(
     steps: int,
     device: torch.device | str = "cpu",
 ) -> float:
-    """Seconds per step over ``steps`` steps cycling through ``batches``."""
+    """Seconds per step (on :func:`clock`) over ``steps`` steps cycling through ``batches``."""
     synchronize(device)
-    tic = time.perf_counter()
+    tic = clock()
     for i in range(steps):
         step(batches[i % len(batches)])
     synchronize(device)
-    return (time.perf_counter() - tic) / steps
+    return (clock() - tic) / steps
 
 
 def interleave(runs: Mapping[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:

@@ -160,3 +160,13 @@ def test_units_on_the_local_pool_give_the_sequential_numbers_bit_for_bit(tmp_pat
     _same(_numbers(seq), _numbers(pool))
     curves = [s["curves"] for s in seq.details["per_seed"]]
     assert curves[0] != curves[1]  # the seeds differ
+
+
+def test_the_extrapolation_claim_is_stated_over_seeds():
+    g = torch.Generator().manual_seed(1)
+    up = 5.0 + torch.randn(400, generator=g)
+    seeds = [dict(_seed(up, 0.1), beyond=-up), dict(_seed(up, 0.1), beyond=up)]  # signs differ
+    claim = "ELBO keeps rising past the training T (t=T_eval > t=3)"
+    assert ei.check_predictions(seeds, _table(0.5, 0.5, 0.5), 1000, 3)[claim] == "tie"
+    both = [dict(_seed(up, 0.1), beyond=-up), dict(_seed(up, 0.1), beyond=-up - 1)]
+    assert ei.check_predictions(both, _table(0.5, 0.5, 0.5), 1000, 3)[claim] == "does not hold"

@@ -440,8 +440,9 @@ def describe_conv_preset(cfg: Any) -> str:
     return (
         f"conv channels {tuple(cfg.channels)}, latent {cfg.latent_dim}, joint hidden "
         f"{cfg.joint_hidden}, flows {cfg.flow_transforms} x {tuple(cfg.flow_hidden)}, "
-        f"{cfg.likelihood} likelihood, MMVAE K {cfg.mmvae_K}, batch {cfg.train.batch_size} "
-        f"(DCCA {cfg.dcca_train.batch_size})"
+        f"{cfg.likelihood} likelihood (scale {cfg.scale}), MMVAE "
+        f"{getattr(cfg, 'mmvae_estimator', 'iwae')}/{getattr(cfg, 'mmvae_stratified', 'all')} "
+        f"K {cfg.mmvae_K}, batch {cfg.train.batch_size} (DCCA {cfg.dcca_train.batch_size})"
     )
 
 

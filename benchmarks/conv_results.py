@@ -8,6 +8,10 @@ the machine, the commit and the architecture it was measured on::
     python benchmarks/bench_models.py --arch conv --preset quick --json runs/bench/mq.json
     python benchmarks/bench_vs_multivae.py --arch conv --preset quick --json runs/bench/vq.json
     python benchmarks/conv_results.py runs/bench/mq.json --vs runs/bench/vq.json
+    python benchmarks/conv_results.py mq1.json mq2.json --vs vq.json   # 1 and 2 threads apart
+
+Several ``bench_models.py`` files are merged (e.g. 1 thread on the CPU clock, 2 threads on the
+wall clock); the clock of each thread count is named in its column header.
 """
 
 from __future__ import annotations
@@ -34,23 +38,31 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
     return "" if value is None else f"{value:{spec}}{suffix}"
 
 
-def table(models: dict, vs: dict | None = None) -> str:
+def table(records: dict | Sequence[dict], vs: dict | None = None) -> str:
     """The markdown table (header line, rows, a provenance line).
 
     Args:
-        models: the JSON record of ``bench_models.py --arch conv``.
+        records: the JSON record(s) of ``bench_models.py --arch conv`` (one preset; a later
+            record's rows replace an earlier one's for the same entry and thread count).
         vs: the JSON record of ``bench_vs_multivae.py --arch conv`` (same preset), or ``None``.
 
     Returns:
         Markdown text.
     """
+    records = [records] if isinstance(records, dict) else list(records)
+    models = records[0]
     rows: dict[str, dict[int, dict]] = {}
-    for row in models["rows"]:
-        rows.setdefault(row["entry"], {})[row["threads"]] = row
+    clocks: dict[int, str] = {}
+    loads: dict[int, object] = {}
+    for record in records:
+        for row in record["rows"]:
+            rows.setdefault(row["entry"], {})[row["threads"]] = row
+            clocks[row["threads"]] = record.get("clock", "wall")
+            loads[row["threads"]] = (record["state"].get("load_average") or ["?"])[0]
     threads = sorted({t for r in rows.values() for t in r})
     speed = {r["name"]: r for r in (vs or {}).get("rows", []) if "step_speedup" in r}
     head = ["model / stage", "batch"]
-    head += [f"samples/s, {t} thread{'s' if t > 1 else ''}" for t in threads]
+    head += [f"samples/s, {t} thread{'s' if t > 1 else ''} ({clocks[t]} clock)" for t in threads]
     head += ["training memory (1 thread)", "step / floor (1 thread)"]
     head += ["vs MultiVae 1.0.3 (1 thread, step)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -76,15 +88,17 @@ def table(models: dict, vs: dict | None = None) -> str:
     cfg = models.get("config") or {}
     arch = (
         f"channels {tuple(cfg.get('channels', ()))}, latent {cfg.get('latent_dim')}, "
-        f"{cfg.get('likelihood')} likelihood, MMVAE K {cfg.get('mmvae_K')}"
+        f"{cfg.get('likelihood')} likelihood (scale {cfg.get('scale')}), MMVAE "
+        f"{cfg.get('mmvae_estimator', 'iwae')}/{cfg.get('mmvae_stratified', 'all')} "
+        f"K {cfg.get('mmvae_K')}"
         if cfg
         else "?"
     )
     lines.append("")
-    load = state.get("load_average") or ["?"]
+    load = ", ".join(f"{t} thread(s) {loads[t]}" for t in threads)
     lines.append(
         f"Preset `{models.get('preset')}` ({arch}), {state['cpu']} ({state.get('cores', '?')} "
-        f"cores, load average {load[0]} when the run started), torch {state['torch']}, commit "
+        f"cores; load average when each run started: {load}), torch {state['torch']}, commit "
         f"{state['commit']} (+{state['dirty_files']} uncommitted files)"
         + (
             f"; MultiVae comparison at commit {vs['state']['commit']}, load average "
@@ -100,12 +114,14 @@ def table(models: dict, vs: dict | None = None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the table of one preset."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", type=Path, help="bench_models.py --arch conv --json output")
+    parser.add_argument(
+        "models", type=Path, nargs="+", help="bench_models.py --arch conv --json output(s)"
+    )
     parser.add_argument("--vs", type=Path, help="bench_vs_multivae.py --arch conv --json output")
     args = parser.parse_args(argv)
-    models = json.loads(args.models.read_text())
+    records = [json.loads(path.read_text()) for path in args.models]
     vs = json.loads(args.vs.read_text()) if args.vs else None
-    print(table(models, vs), end="")
+    print(table(records, vs), end="")
     return 0
 
 

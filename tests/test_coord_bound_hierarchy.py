@@ -65,3 +65,32 @@ def test_objective_is_evaluated_at_beta_one_and_restores_beta():
     model = _Model()
     out = bh.objective(model, {"a": torch.zeros(3)}, 4, torch.Generator().manual_seed(0))
     assert out.shape == (3,) and seen == [1.0] * 4 and model.beta == 2.5
+
+
+def test_the_claims_exactly_and_on_trained_numbers():
+    from repro.papers.coord import bounds
+
+    lg = bounds.LinearGaussianModel.random(modalities=("x0", "x1"), dim=3)
+    _, x = lg.sample(200, torch.Generator().manual_seed(0))
+    alphas = torch.linspace(0, 1, 6, dtype=torch.float64)
+    exact = {f: bounds.sweep(lg, x, alphas, f) for f in bounds.FAMILIES}
+
+    def run(gap_mvtcae, gap_jmvae):
+        lp = [0.0] * 50
+        return {
+            "log_evidence": lp,
+            "objective": [-g for g in gap_mvtcae],
+        }, {"log_evidence": lp, "objective": [-g for g in gap_jmvae]}
+
+    g = torch.Generator().manual_seed(1)
+    small = (1.0 + 0.1 * torch.randn(50, generator=g)).tolist()
+    large = (3.0 + 0.1 * torch.randn(50, generator=g)).tolist()
+    a, b = run(small, large)
+    out = bh.check_predictions(exact, {"MVTCAE": {0: a}, "JMVAE": {0: b}})
+    assert all(v == "holds" for k, v in out.items() if k.startswith("exact")), out
+    assert out["trained: MVTCAE's gap < JMVAE-KL's"] == "holds"
+    a, b = run(large, small)
+    out = bh.check_predictions(exact, {"MVTCAE": {0: a}, "JMVAE": {0: b}})
+    assert out["trained: MVTCAE's gap < JMVAE-KL's"] == "does not hold"
+    swapped = {f: dict(s, mvtcae_gap=s["jmvae_gap"] + 1) for f, s in exact.items()}
+    assert set(bh.check_predictions(swapped, {}).values()) == {"does not hold"}

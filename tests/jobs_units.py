@@ -23,8 +23,11 @@ def train_tiny(seed: int, steps: int = 30) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
-def counted(marker_dir: str, name: str, fail: bool = False) -> str:
-    """Append to a marker file (to count calls across processes); optionally raise."""
+def counted(marker_dir: str, name: str, fail: bool = False, delay: float = 0.0) -> str:
+    """Append to a marker file (to count calls across processes); optionally raise or wait."""
+    import time
+
+    time.sleep(delay)
     path = Path(marker_dir) / f"{name}.calls"
     with path.open("a") as handle:
         handle.write(f"{os.getpid()}\n")

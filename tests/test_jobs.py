@@ -45,7 +45,7 @@ def test_finished_units_are_cached_and_a_rerun_resumes_after_them(tmp_path):
 def test_a_failing_unit_in_the_pool_names_itself_and_stops_the_run(tmp_path):
     marks = str(tmp_path)
     units = [Unit("bad", counted, (marks, "bad", True))]
-    units += [Unit(f"ok{i}", counted, (marks, f"ok{i}")) for i in range(6)]
+    units += [Unit(f"ok{i}", counted, (marks, f"ok{i}", False, 1.0)) for i in range(6)]
     with pytest.raises(UnitFailed, match="fig: unit 'bad' failed .*other units were stopped") as e:
         run_units("fig", units, "local", workers=2, cache=False)
     assert isinstance(e.value.__cause__, ValueError)

@@ -49,7 +49,8 @@ warm-up on both sides), ``MoPoE`` (ours rebuilt on the figure's networks as
 ``MoPoE(stratified="chunks", chunk_remainder="last", poe_prior_expert="full")``, MultiVae's
 estimator, all 31 subsets), ``MVTCAE``, ``MMVAE`` (MultiVae ``prior_and_posterior_dist=
 "normal"``, ``learn_prior=False``, ``loss="iwae_looser"``: our MMVAE's stratified IWAE with
-the preset's ``K``, ours rebuilt so where the figure trains another estimator). Their networks are deep copies of ours (our ``ConvEncoder``,
+the preset's ``K``, ours rebuilt so where the figure trains another estimator). Their
+networks are deep copies of ours (our ``ConvEncoder``,
 ``ConvDecoder`` and ``JointMLPEncoder`` modules, wrapped in pythae's ``BaseEncoder`` /
 ``BaseDecoder`` / ``BaseJointEncoder``: the same layers, weights and parameter order); the
 networks' parameter counts are printed and checked, and the outputs compared before training.

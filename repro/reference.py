@@ -45,6 +45,7 @@ __all__ = [
     "reference_path",
     "check",
     "measure",
+    "measure_together",
 ]
 
 K = 4.0  # tolerance = K x the RMS deviation of the perturbed runs from the reference
@@ -216,20 +217,31 @@ def run_once(name: str, profile: str, seed: int, out: str | Path) -> None:
     Path(out).write_text(json.dumps(blob, indent=1), encoding="utf-8")
 
 
-def _run_subprocess(name: str, profile: str, seed: int, env: Mapping[str, str]) -> dict:
+def _run_subprocess(
+    jobs: Sequence[tuple[str, int]], profile: str, env: Mapping[str, str]
+) -> list[dict]:
+    """Run ``(figure, seed)`` jobs one process each, in order, sharing one fresh cache.
+
+    Figures measured together share their run's cache as they do in a notebook batch (the bound
+    figure of ``coord`` reads the models of the cross-coherence figure); nothing is cached from
+    outside the run, so every run trains, classifiers included.
+    """
+    blobs = []
     with tempfile.TemporaryDirectory(prefix="repro-reference-") as tmp:
-        out = Path(tmp) / "run.json"
-        cache = Path(tmp) / "cache"  # nothing cached: every run trains (classifiers too)
+        cache = Path(tmp) / "cache"
         full_env = {**os.environ, **env, "REPRO_CACHE": str(cache), "REPRO_HEADLESS": "1"}
         code = (
             "import sys; from repro.reference import run_once; "
             "run_once(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])"
         )
-        subprocess.run(
-            [sys.executable, "-c", code, name, profile, str(seed), str(out)],
-            env=full_env, check=True,
-        )  # fmt: skip
-        return json.loads(out.read_text(encoding="utf-8"))
+        for i, (name, seed) in enumerate(jobs):
+            out = Path(tmp) / f"run{i}.json"
+            subprocess.run(
+                [sys.executable, "-c", code, name, profile, str(seed), str(out)],
+                env=full_env, check=True,
+            )  # fmt: skip
+            blobs.append(json.loads(out.read_text(encoding="utf-8")))
+    return blobs
 
 
 def _rms(devs: Sequence[float]) -> float:
@@ -261,16 +273,66 @@ def measure(
     Returns:
         The file written.
     """
-    figure = _figure(name)
-    settings = importlib.import_module(f"repro.papers.{figure.paper}.settings")
-    base_seed = settings.get(figure.experiment, profile).seed
-    reference = _run_subprocess(name, profile, base_seed, {})
-    by_seed = [_run_subprocess(name, profile, s, {}) for s in seeds]
-    by_env = {p: _run_subprocess(name, profile, base_seed, PERTURBATIONS[p]) for p in perturbations}
+    return measure_together([name], profile, seeds, perturbations, [path])[0]
+
+
+def measure_together(
+    names: Sequence[str],
+    profile: str = "quick",
+    seeds: Sequence[int] = (1, 2, 3),
+    perturbations: Sequence[str] = tuple(PERTURBATIONS),
+    paths: Sequence[str | Path | None] | None = None,
+) -> list[Path]:
+    """:func:`measure` for several figures whose runs share each condition's cache.
+
+    Every condition (the reference, each seed, each perturbation) runs the figures in the order
+    given, one process each, in one fresh cache: a figure that reads another's units (the bound
+    figure of ``coord`` reads the cross-coherence models) reads the ones trained in the same
+    condition, as in a notebook batch, instead of training them again.
+
+    Returns:
+        The files written, in the order of ``names``.
+    """
+    figures = [_figure(n) for n in names]
+    base = []
+    for name, figure in zip(names, figures, strict=True):
+        settings = importlib.import_module(f"repro.papers.{figure.paper}.settings")
+        base.append((name, settings.get(figure.experiment, profile).seed))
+    reference = _run_subprocess(base, profile, {})
+    by_seed = [_run_subprocess([(n, s) for n in names], profile, {}) for s in seeds]
+    by_env = [_run_subprocess(base, profile, PERTURBATIONS[p]) for p in perturbations]
+    paths = list(paths) if paths is not None else [None] * len(names)
+    return [
+        _write(
+            name,
+            profile,
+            base[i][1],
+            seeds,
+            perturbations,
+            reference[i],
+            [r[i] for r in by_seed],
+            [r[i] for r in by_env],
+            paths[i],
+        )  # fmt: skip
+        for i, name in enumerate(names)
+    ]
+
+
+def _write(
+    name: str,
+    profile: str,
+    base_seed: int,
+    seeds: Sequence[int],
+    perturbations: Sequence[str],
+    reference: dict,
+    by_seed: Sequence[dict],
+    by_env: Sequence[dict],
+    path: str | Path | None,
+) -> Path:
     metrics = {}
     for key, value in reference["metrics"].items():
         seed_dev = [r["metrics"][key] - value for r in by_seed if key in r["metrics"]]
-        env_dev = [r["metrics"][key] - value for r in by_env.values() if key in r["metrics"]]
+        env_dev = [r["metrics"][key] - value for r in by_env if key in r["metrics"]]
         finite = [d for d in seed_dev + env_dev if math.isfinite(d)]
         spread = max(_rms([d for d in seed_dev if math.isfinite(d)]), _rms(env_dev))
         tol = max(K * spread, FLOOR * abs(value)) if math.isfinite(value) else 0.0
@@ -283,7 +345,7 @@ def measure(
         }
     verdicts = {}
     for claim, value in reference["verdicts"].items():
-        seen = [value] + [r["verdicts"].get(claim) for r in [*by_seed, *by_env.values()]]
+        seen = [value] + [r["verdicts"].get(claim) for r in [*by_seed, *by_env]]
         verdicts[claim] = {"value": value, "accepted": sorted({v for v in seen if v})}
     blob = {
         "figure": name,
@@ -323,14 +385,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m repro.reference measure NAME [...]``: write reference files."""
     parser = argparse.ArgumentParser(prog="python -m repro.reference")
     sub = parser.add_subparsers(dest="command", required=True)
-    m = sub.add_parser("measure", help="measure the tolerances of figures and write the files")
+    m = sub.add_parser(
+        "measure",
+        help="measure the tolerances of figures and write the files (figures named together "
+        "share each run's cache, in the order given)",
+    )
     m.add_argument("names", nargs="+", metavar="NAME")
     m.add_argument("--profile", default="quick")
     m.add_argument("--seeds", nargs="*", type=int, default=[1, 2, 3])
     m.add_argument("--perturbations", nargs="*", default=list(PERTURBATIONS))
     args = parser.parse_args(argv)
-    for name in args.names:
-        path = measure(name, args.profile, args.seeds, args.perturbations)
+    written = measure_together(args.names, args.profile, args.seeds, args.perturbations)
+    for name, path in zip(args.names, written, strict=True):
         sys.stdout.write(f"{name}: wrote {path}\n")
     return 0
 

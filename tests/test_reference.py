@@ -86,7 +86,9 @@ def test_measure_takes_k_times_the_larger_rms_deviation(tmp_path, monkeypatch):
             {"metrics": {"a": 1.05, "b": 5.3}, "verdicts": {"c": "holds"}, "seconds": 1.0},  # cpu
         ]
     )
-    monkeypatch.setattr(reference, "_run_subprocess", lambda *a, **k: next(runs))
+    monkeypatch.setattr(
+        reference, "_run_subprocess", lambda jobs, *a, **k: [next(runs) for _ in jobs]
+    )
     out = reference.measure(
         "jnf_toy_posteriors", seeds=(1, 2), perturbations=("avx2",), path=tmp_path / "r.json"
     )
@@ -96,3 +98,25 @@ def test_measure_takes_k_times_the_larger_rms_deviation(tmp_path, monkeypatch):
     assert blob["metrics"]["b"]["tolerance"] == pytest.approx(reference.K * 0.3)  # CPU path
     assert blob["verdicts"]["c"] == {"value": "holds", "accepted": ["holds", "tie"]}
     assert "avx2" in blob["how"] and blob["figure"] == "jnf_toy_posteriors"
+
+
+def test_figures_measured_together_run_in_order_in_each_condition(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(jobs, profile, env):
+        calls.append((list(jobs), dict(env)))
+        return [{"metrics": {"x": float(len(calls))}, "verdicts": {}, "seconds": 1.0} for _ in jobs]
+
+    monkeypatch.setattr(reference, "_run_subprocess", fake)
+    paths = reference.measure_together(
+        ["coord_cross_coherence", "coord_bound_hierarchy"], seeds=(7,), perturbations=("sse",),
+        paths=[tmp_path / "a.json", tmp_path / "b.json"],
+    )  # fmt: skip
+    assert [[n for n, _ in jobs] for jobs, _ in calls] == [
+        ["coord_cross_coherence", "coord_bound_hierarchy"]
+    ] * 3
+    assert {s for _, s in calls[1][0]} == {7}  # the seed condition runs both at seed 7
+    assert calls[2][1] == reference.PERTURBATIONS["sse"]
+    a = json.loads(paths[0].read_text())
+    assert a["metrics"]["x"]["value"] == 1.0
+    assert a["metrics"]["x"]["tolerance"] == pytest.approx(reference.K * 2.0)  # |3 - 1| = 2 > 1

@@ -42,5 +42,5 @@ __all__ = [
 
 MODELS: dict[str, type[MultimodalVAE]] = {
     cls.__name__: cls
-    for cls in (JointVAE, JNF, JMVAE, MVAE, MMVAE, MoPoE, AVG, MVTCAE, CRMVAE, MMVMVAE)
+    for cls in (JointVAE, JNF, JMVAE, MVAE, MMVAE, MoPoE, AVG, MVTCAE, CRMVAE, TELBO, MMVMVAE)
 }

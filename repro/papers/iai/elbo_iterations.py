@@ -92,6 +92,11 @@ class IterationsResult:
             MNIST images of the first test tuples (first seed); ``"input"``: those images.
         source: which data was used.
         seconds: wall time of this call.
+        iterates: the explorer's generations per refinement iterate (first seed): ``"input"``,
+            the first test tuples (``{"mnist": (n, 1, 28, 28), "svhn": (n, 3, 32, 32),
+            "text": [words]}``), and per trained ``T > 0`` the same decoded from the mean of
+            every iterate ``q_{lambda_t}(z|X)``, ``t = 0 .. T_eval`` (images ``(T_eval + 1, n,
+            C, H, W)`` uint8, text ``[[words] per t]``); empty for a result without them.
     """
 
     cfg: IterationsConfig
@@ -100,6 +105,7 @@ class IterationsResult:
     generations: dict[str, dict[str, object]] = field(default_factory=dict)
     source: str = ""
     seconds: float = 0.0
+    iterates: dict[object, dict[str, object]] = field(default_factory=dict)
 
 
 def build_networks(cfg: IterationsConfig) -> tuple[dict[str, nn.Module], dict[str, nn.Module]]:
@@ -375,6 +381,45 @@ def _generations(
     return out
 
 
+def _to_uint8(images: Tensor) -> Tensor:
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+@torch.no_grad()
+def _iterate_generations(
+    cfg: IterationsConfig, models: dict[int, IterativeVAE], x_test: dict[str, Tensor], seed: int
+) -> dict[object, dict[str, object]]:
+    """Every modality decoded from the mean of each iterate, for the first test tuples.
+
+    Computed after the evaluation with its own generator, so nothing else changes.
+
+    Returns:
+        ``{"input": ..., T: ...}`` as :attr:`IterationsResult.iterates`.
+    """
+    n = cfg.n_generations
+    x = {m: v[:n] for m, v in x_test.items()}
+    out: dict[object, dict[str, object]] = {
+        "input": {
+            "mnist": _to_uint8(x["mnist"].cpu()),
+            "svhn": _to_uint8(x["svhn"].cpu()),
+            "text": [w.strip() for w in decode_text(x["text"].cpu())],
+        }
+    }
+    device = x["mnist"].device
+    for T, model in models.items():
+        if T == 0:
+            continue  # its refiner is never trained
+        gen = torch.Generator(device=device).manual_seed(seed + 20_000)
+        z = [q.mean for q in model.refined(x, T=cfg.T_eval, generator=gen)]
+        decoded = {m: [model.decoders[m](zt).mean.cpu() for zt in z] for m in MODALITIES}
+        out[T] = {
+            "mnist": _to_uint8(torch.stack(decoded["mnist"])),
+            "svhn": _to_uint8(torch.stack(decoded["svhn"])),
+            "text": [[w.strip() for w in decode_text(t)] for t in decoded["text"]],
+        }
+    return out
+
+
 def _mean_std(values: list[float]) -> dict[str, float]:
     return {
         "mean": statistics.fmean(values),
@@ -423,8 +468,9 @@ def train_seed(cfg: IterationsConfig, seed: int) -> dict[str, object]:
         seed: the model seed.
 
     Returns:
-        ``{"curves", "diffs", "table", "generations"}``: the evaluation of the seed and the
-        generations from the first test tuples' MNIST images.
+        ``{"curves", "diffs", "table", "generations", "iterates"}``: the evaluation of the
+        seed, the generations from the first test tuples' MNIST images and every modality
+        decoded at each refinement iterate (the explorer's).
     """
     with default_dtype(torch.float32):
         set_threads(cfg.threads)
@@ -437,6 +483,7 @@ def train_seed(cfg: IterationsConfig, seed: int) -> dict[str, object]:
         clfs = classifiers(cfg, x_train, train.label)
         out = _evaluate_seed(cfg, models, x_train, train.label, x_test, test.label, seed, clfs)
         out["generations"] = _generations(models, x_test, cfg.n_generations)
+        out["iterates"] = _iterate_generations(cfg, models, x_test, seed)
         return out
 
 
@@ -509,6 +556,7 @@ def _run(cfg: IterationsConfig) -> IterationsResult:
         generations=generations,
         source=source,
         seconds=time.perf_counter() - tic,
+        iterates=per_seed[0].get("iterates", {}),
     )
 
 

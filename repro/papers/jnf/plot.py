@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import torch
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
+from repro import explore
 from repro.papers.jnf.toy_posteriors import VARIANTS, ToyResult
 from repro.plotting import frame, set_style, tile
 
@@ -183,3 +184,90 @@ def coherence_fid(
         fontsize=10,
     )
     return fig
+
+
+def toy_explorer(result: ToyResult) -> tuple[Callable[..., Figure], dict[str, explore.Choice]]:
+    """The explorer of ``jnf_toy_posteriors``: pick a test square, see each posterior for it.
+
+    For the chosen square (class and radius: the test square nearest to it), one panel per
+    posterior (Gaussian, flow, DCCA): the true-posterior region, i.e. the joint-posterior
+    means of the scatter's test pairs whose square has that class and about that size
+    (coloured; the other pairs grey), the contours of ``q(z|x_1)`` for that square, and under
+    it the circles generated from it, framed green when realistic and red when not. Drawn from
+    ``result.squares`` (:func:`repro.papers.jnf.toy_posteriors.explore_indices`), nothing is
+    retrained; a result without them says so.
+
+    Args:
+        result: the experiment result.
+
+    Returns:
+        ``(update, choices)`` for :func:`repro.explore.show`: ``update(label=1, radius=...)``
+        returns a figure of about 9 x 3.5 inches.
+    """
+    sq = result.squares
+    radii = sorted({round(float(r), 2) for r in sq["radius"]}) if sq else [0.0]
+    choices = {
+        "label": explore.Choice("class", options=[1, 0], names={1: "full", 0: "empty"}),
+        "radius": explore.Choice(
+            "radius", options=radii, default=radii[-1], names={r: f"{r:.2f}" for r in radii}
+        ),
+    }
+
+    def update(label: int = 1, radius: float = radii[-1]) -> Figure:
+        set_style()
+        if not sq:
+            fig, ax = plt.subplots(figsize=(9, 3.5))
+            ax.text(0.5, 0.5, "this result has no explorer panels (ToyResult.squares is empty):\n"
+                    "run toy_posteriors.run(cfg) with this version of the code",
+                    ha="center", va="center", fontsize=11, transform=ax.transAxes)  # fmt: skip
+            ax.axis("off")
+            return fig
+        gap = (sq["radius"] - radius).abs() + 10.0 * (sq["label"] != label)
+        i = int(torch.argmin(gap))
+        r_i, full = float(sq["radius"][i]), int(sq["label"][i]) == 1
+        size = sq["images"].shape[-1]
+        fig = plt.figure(figsize=(9, 3.5), layout="constrained")
+        grid = fig.add_gridspec(2, 4, width_ratios=[0.55, 1, 1, 1], height_ratios=[3.2, 1])
+        ax = fig.add_subplot(grid[0, 0])
+        ax.imshow(1 - sq["images"][i, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"square $x_1$\ntest #{int(sq['index'][i])}", fontsize=9)
+        ax.axis("off")
+        note = fig.add_subplot(grid[1, 0])
+        note.axis("off")
+        note.text(0, 0.5, f"{'full' if full else 'empty'}, size {r_i:.2f}", fontsize=9,
+                  va="center")  # fmt: skip
+        cls = (result.colour > 0) == full
+        near = cls & ((result.colour.abs() - r_i).abs() <= 0.05)
+        emb = result.embedding
+        g = sq["grid"].numpy()
+        lim = float(sq["grid"].abs().max())
+        for k, name in enumerate(VARIANTS):
+            ax = fig.add_subplot(grid[0, k + 1])
+            ax.scatter(emb[~near, 0], emb[~near, 1], c="lightgrey", s=4, linewidths=0)
+            ax.scatter(emb[near, 0], emb[near, 1], c="tab:blue" if full else "tab:red", s=9,
+                       linewidths=0, label=f"true region ({int(near.sum())} pairs)")  # fmt: skip
+            density = sq[name]["density"][i].numpy()
+            if density.max() > 0:
+                ax.contour(g, g, density, levels=[f * density.max() for f in (0.1, 0.4, 0.8)],
+                           colors="black", linewidths=0.8)  # fmt: skip
+            ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
+            ax.set_title(VARIANT_TITLES[name][4:], fontsize=9)
+            ax.tick_params(labelsize=9)
+            if k == 0:
+                ax.legend(fontsize=9, loc="lower left", handletextpad=0.2, borderpad=0.2)
+            gen_ax = fig.add_subplot(grid[1, k + 1])
+            circles = sq[name]["circles"][i][:, 0].float()
+            ok = sq[name]["realistic"][i].tolist()
+            gen_ax.imshow(tile(circles, ncols=len(ok)), cmap="gray", vmin=0, vmax=1)
+            for j, good in enumerate(ok):
+                frame(gen_ax, j, len(ok), size)
+                if good:
+                    gen_ax.patches[-1].set_edgecolor("tab:green")
+            gen_ax.set_title(f"circles: {sum(ok)} of {len(ok)} realistic (green)", fontsize=9)
+            gen_ax.axis("off")
+        return fig
+
+    return update, choices
+
+
+__all__ += ["toy_explorer"]

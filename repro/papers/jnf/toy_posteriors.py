@@ -44,6 +44,7 @@ from repro.train import History, fit
 __all__ = [
     "VARIANTS",
     "ToyResult",
+    "explore_indices",
     "build_models",
     "stage1_unit",
     "units",
@@ -80,6 +81,11 @@ class ToyResult:
         histories: per training stage, its :class:`repro.train.History`.
         seconds: wall time of this call (a resumed run: this session only; see
             ``details["train_seconds"]`` for training summed over sessions).
+        squares: the explorer's panels for a few test squares (:func:`explore_indices`):
+            ``"index"``, ``"label"``, ``"radius"`` ``(n_sq,)``, ``"images"``
+            ``(n_sq, 1, S, S)``, ``"grid"`` ``(G',)`` (every few points of ``grid``), and per
+            variant ``"density"`` ``(n_sq, G', G')``, ``"circles"`` ``(n_sq, k, 1, S, S)`` bool
+            and ``"realistic"`` ``(n_sq, k)`` bool (empty for a result without them).
     """
 
     cfg: ToyPosteriorsConfig
@@ -95,6 +101,36 @@ class ToyResult:
     shown_realistic: dict[str, Tensor]
     histories: dict[str, History] = field(default_factory=dict)
     seconds: float = 0.0
+    squares: dict[str, object] = field(default_factory=dict)
+
+
+#: The explorer's squares: per class, the test square nearest to each of this many radii.
+EXPLORE_RADII = 7
+EXPLORE_GRID = 61  # at most this many density points per axis in the explorer's panels
+EXPLORE_CIRCLES = 8  # circles generated per explorer square
+
+
+def explore_indices(test: ToyPairs, r_min: float, r_max: float) -> dict[str, Tensor]:
+    """The test squares of the explorer: per class (full, empty), the nearest to a few radii.
+
+    Args:
+        test: the test pairs.
+        r_min: the smallest radius of the data.
+        r_max: the largest radius of the data.
+
+    Returns:
+        ``{"index", "label", "radius"}``, each ``(2 * EXPLORE_RADII,)``: full squares first,
+        by increasing radius.
+    """
+    radii = torch.linspace(r_min, r_max, EXPLORE_RADII, dtype=test.radius[SOURCE].dtype)
+    index = []
+    for label in (1, 0):
+        same = test.label == label
+        for r in radii:
+            gap = torch.where(same, (test.radius[SOURCE] - r).abs(), torch.inf)
+            index.append(int(torch.argmin(gap)))
+    idx = torch.tensor(index)
+    return {"index": idx, "label": test.label[idx], "radius": test.radius[SOURCE][idx]}
 
 
 def build_models(cfg: ToyPosteriorsConfig) -> dict[str, JNF]:
@@ -361,6 +397,38 @@ def _evaluate(
         "density": density,
         "shown": circles,
         "realistic": fit_shapes(circles, TARGET).realistic(cfg.iou_threshold),
+        "explore": _explore_panels(cfg, model, test, grid, device),
+    }
+
+
+@torch.no_grad()
+def _explore_panels(
+    cfg: ToyPosteriorsConfig, model: JNF, test: ToyPairs, grid: Tensor, device: torch.device
+) -> dict[str, Tensor]:
+    """The explorer's panels of one posterior: densities and circles of a few test squares.
+
+    Computed after the metrics with its own generator, so nothing else changes.
+
+    Returns:
+        ``{"density": (n_sq, G', G'), "circles": (n_sq, k, 1, S, S) bool,
+        "realistic": (n_sq, k) bool}``.
+    """
+    idx = explore_indices(test, cfg.data.r_min, cfg.data.r_max)["index"]
+    x = {m: v[idx].to(device) for m, v in test.x.items()}
+    coarse = grid[:: max(1, -(-len(grid) // EXPLORE_GRID))]
+    yy, xx = torch.meshgrid(coarse, coarse, indexing="ij")
+    points = torch.stack([xx, yy], -1).reshape(-1, 1, 2)  # (G'*G', 1, 2)
+    q = model.posterior(x, [SOURCE])
+    n_sq, g = len(idx), len(coarse)
+    density = q.log_prob(points).exp().reshape(g, g, n_sq).permute(2, 0, 1).cpu()
+    k = min(cfg.n_shown, EXPLORE_CIRCLES)
+    gen = torch.Generator().manual_seed(cfg.seed + 4)
+    circles = model.generate(x, [SOURCE], n=k, generator=gen)[TARGET].transpose(0, 1).cpu()
+    realistic = fit_shapes(circles.flatten(0, 1), TARGET).realistic(cfg.iou_threshold)
+    return {
+        "density": density,
+        "circles": circles > 0.5,
+        "realistic": realistic.reshape(n_sq, k),
     }
 
 
@@ -414,6 +482,14 @@ def _run(cfg: ToyPosteriorsConfig) -> ToyResult:
     # summed over sessions: a resumed run still reports the whole training time
     details["train_seconds"] = {k: round(h.seconds, 1) for k, h in histories.items()}
     details["paper_predictions"] = check_predictions(metrics, cfg.data.n_test)
+    squares: dict[str, object] = {}
+    if all("explore" in done[name] for name in VARIANTS):
+        squares = dict(explore_indices(test, cfg.data.r_min, cfg.data.r_max))
+        squares["images"] = test.x[SOURCE][squares["index"]]
+        g = frame["grid"]
+        squares["grid"] = g[:: max(1, -(-len(g) // EXPLORE_GRID))]
+        for name in VARIANTS:
+            squares[name] = done[name]["explore"]
     return ToyResult(
         cfg=cfg,
         metrics=metrics,
@@ -428,6 +504,7 @@ def _run(cfg: ToyPosteriorsConfig) -> ToyResult:
         shown_realistic={name: done[name]["realistic"] for name in VARIANTS},
         histories=histories,
         seconds=time.perf_counter() - tic,
+        squares=squares,
     )
 
 

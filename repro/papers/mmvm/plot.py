@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import torch
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from repro.explore import Choice
 from repro.plotting import set_style
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from repro.papers.mmvm.latents import LatentsResult
     from repro.papers.mmvm.tradeoff import TradeoffResult
 
-__all__ = ["ODOR_COLOURS", "METHOD_STYLE", "latents", "tradeoff"]
+__all__ = [
+    "ODOR_COLOURS",
+    "METHOD_STYLE",
+    "latents",
+    "tradeoff",
+    "latents_explorer",
+    "tradeoff_explorer",
+]
 
 ODOR_COLOURS = ("deepskyblue", "tan", "mediumseagreen", "purple")  # odors A-D (the paper's)
 METHOD_STYLE = {
@@ -140,3 +152,176 @@ def tradeoff(result: TradeoffResult) -> Figure:
         fontsize=10,
     )
     return fig
+
+
+ALL = "all"  # the explorers' "no filter" option
+RAT_MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # one per rat where rats are overlaid
+
+
+def _odor_scatter(
+    ax: plt.Axes,
+    means: dict[str, Tensor],
+    label: Tensor,
+    rat: str = ALL,
+    odor: int | str = ALL,
+) -> int:
+    """Posterior means by odor (colour) and rat (marker), the points outside the filter grey.
+
+    Returns:
+        The number of points shown in colour.
+    """
+    keep_odor = torch.ones_like(label, dtype=torch.bool) if odor == ALL else label == int(odor)
+    shown = 0
+    for k, (r, z) in enumerate(means.items()):
+        marker = RAT_MARKERS[k % len(RAT_MARKERS)]
+        if rat != ALL and r != rat:
+            ax.scatter(z[:, 0], z[:, 1], c="0.88", s=3, linewidths=0, marker=marker)
+            continue
+        ax.scatter(z[~keep_odor, 0], z[~keep_odor, 1], c="0.75", s=3, linewidths=0,
+                   marker=marker)  # fmt: skip
+        colours = [ODOR_COLOURS[int(o)] for o in label[keep_odor]]
+        ax.scatter(z[keep_odor, 0], z[keep_odor, 1], c=colours, s=9, linewidths=0, alpha=0.8,
+                   marker=marker)  # fmt: skip
+        shown += int(keep_odor.sum())
+    ax.set_xlabel("$z_1$", fontsize=9)
+    ax.set_ylabel("$z_2$", fontsize=9)
+    ax.tick_params(labelsize=9)
+    odors = sorted({int(o) for o in label[keep_odor]})
+    handles = [Line2D([], [], marker="o", linestyle="", color=ODOR_COLOURS[o],
+                      label="ABCD"[o] if o < 4 else str(o)) for o in odors]  # fmt: skip
+    if handles:
+        ax.legend(handles=handles, title="odor", fontsize=9, title_fontsize=9, loc="best")
+    return shown
+
+
+def _odor_choice(label: Tensor) -> Choice:
+    odors = sorted({int(o) for o in label})
+    names = {o: f"odor {'ABCD'[o] if o < 4 else o}" for o in odors}
+    return Choice("odor", options=[ALL, *odors], names={ALL: "all odors", **names})
+
+
+def latents_explorer(result: LatentsResult) -> tuple[Callable[..., Figure], dict[str, Choice]]:
+    """The explorer of ``mmvm_latents``: method, rat and odor filters on the latent scatter.
+
+    Left: the held-out posterior means of the chosen method, the chosen rat's (or every rat's,
+    one marker per rat) sub-windows of the chosen odor coloured by odor, the others grey.
+    Right: that method's held-out probe accuracy per rat and on all rats stacked, the chosen
+    rat marked, chance dotted. Drawn from the result alone.
+
+    Args:
+        result: the experiment result.
+
+    Returns:
+        ``(update, choices)`` for :func:`repro.explore.show`: ``update(method=..., rat=...,
+        odor=...)`` returns a figure of about 9 x 3.5 inches.
+    """
+    methods = list(result.means)
+    rats = list(next(iter(result.means.values())))
+    default = "MMVM" if "MMVM" in methods else methods[0]
+    choices = {
+        "method": Choice("method", options=methods, default=default),
+        "rat": Choice("rat", options=[ALL, *rats], names={ALL: "all rats"}),
+        "odor": _odor_choice(result.label),
+    }
+
+    def update(method: str = default, rat: str = ALL, odor: int | str = ALL) -> Figure:
+        set_style()
+        fig, (ax, bars) = plt.subplots(
+            1, 2, figsize=(9, 3.5), layout="constrained", width_ratios=(1.3, 1)
+        )
+        n = _odor_scatter(ax, result.means[method], result.label, rat, odor)
+        m = result.metrics[method]
+        ax.set_title(
+            f"{method}: {'all rats' if rat == ALL else rat}, "
+            f"{choices['odor'].names.get(odor, odor) if odor != ALL else 'all odors'} "
+            f"({n} sub-windows)",
+            fontsize=9,
+        )
+        probe = result.details.get(method, {}).get("probe_held_out", {})
+        keys = [k for k in (*rats, "all") if k in probe]
+        colours = ["tab:red" if (k == rat or (rat == ALL and k == "all")) else "tab:grey"
+                   for k in keys]  # fmt: skip
+        bars.bar(range(len(keys)), [probe[k] for k in keys], color=colours)
+        bars.set_xticks(range(len(keys)), ["all rats" if k == "all" else k for k in keys],
+                        fontsize=9, rotation=30)  # fmt: skip
+        bars.axhline(0.25, color="black", linestyle=":", linewidth=0.8)
+        bars.set_ylim(0, 1)
+        bars.tick_params(labelsize=9)
+        bars.set_ylabel("held-out probe accuracy", fontsize=9)
+        bars.set_title(
+            f"within {m['within_rat_accuracy']:.2f}, across {m['across_rat_accuracy']:.2f}, "
+            f"coherence {m['coherence']:.2f}",
+            fontsize=9,
+        )
+        return fig
+
+    return update, choices
+
+
+def tradeoff_explorer(result: TradeoffResult) -> tuple[Callable[..., Figure], dict[str, Choice]]:
+    """The explorer of ``mmvm_beta_tradeoff``: one (method, beta) of the Fig. 3 grid.
+
+    Left and middle: latent accuracy and coherence against reconstruction error, every
+    (method, beta) point faint and the chosen one marked (seed mean, error bars one standard
+    deviation over seeds). Right: the held-out posterior means of that model (first model
+    seed, every rat, one marker per rat) coloured by odor. A (method, beta) that was not run,
+    or a result without latents, says so in text; nothing is retrained.
+
+    Args:
+        result: the experiment result.
+
+    Returns:
+        ``(update, choices)`` for :func:`repro.explore.show`: ``update(method=..., beta=...)``
+        returns a figure of about 9 x 3.5 inches.
+    """
+    methods = list(result.metrics)
+    betas = sorted({b for by_beta in result.metrics.values() for b in by_beta}, key=float)
+    default = "MMVM" if "MMVM" in methods else methods[0]
+    choices = {
+        "method": Choice("method", options=methods, default=default),
+        "beta": Choice("beta", options=betas, default=betas[len(betas) // 2]),
+    }
+    panels = (("within_rat_accuracy", "latent accuracy (held out)"),
+              ("coherence", "coherence (held out)"))  # fmt: skip
+
+    def update(method: str = default, beta: str = choices["beta"].value()) -> Figure:
+        set_style()
+        fig, axes = plt.subplots(1, 3, figsize=(9, 3.5), layout="constrained")
+        cell = result.metrics.get(method, {}).get(beta)
+        for ax, (key, ylabel) in zip(axes[:2], panels, strict=True):
+            for name, by_beta in result.metrics.items():
+                colour, marker = METHOD_STYLE.get(name, ("black", "o"))
+                order = sorted(by_beta, key=float)
+                x = [by_beta[b]["reconstruction_error"]["mean"] for b in order]
+                y = [by_beta[b][key]["mean"] for b in order]
+                ax.plot(x, y, color=colour, marker=marker, markersize=4, linewidth=0.8,
+                        alpha=0.35, label=name)  # fmt: skip
+            if cell is not None:
+                colour, marker = METHOD_STYLE.get(method, ("black", "o"))
+                ax.errorbar(
+                    [cell["reconstruction_error"]["mean"]], [cell[key]["mean"]],
+                    xerr=[cell["reconstruction_error"]["std"]], yerr=[cell[key]["std"]],
+                    color=colour, marker=marker, markersize=10, markeredgecolor="black",
+                    capsize=3,
+                )  # fmt: skip
+                ax.set_title(f"{method}, beta {beta}: {cell[key]['mean']:.2f}", fontsize=9)
+            ax.axhline(0.25, color="black", linestyle=":", linewidth=0.8)
+            ax.set_xlabel("reconstruction error (held out)", fontsize=9)
+            ax.set_ylabel(ylabel, fontsize=9)
+            ax.tick_params(labelsize=9)
+        axes[0].legend(fontsize=9, loc="best")
+        right = axes[2]
+        means = result.latents.get(method, {}).get(beta)
+        if cell is None or means is None or result.latent_label is None:
+            why = ("this (method, beta) was not run" if cell is None else
+                   "this result keeps no latents\n(TradeoffResult.latents): run\n"
+                   "tradeoff.run(cfg) with this\nversion of the code")  # fmt: skip
+            right.axis("off")
+            right.text(0.5, 0.5, why, ha="center", va="center", fontsize=9,
+                       transform=right.transAxes)  # fmt: skip
+        else:
+            _odor_scatter(right, means, result.latent_label)
+            right.set_title(f"posterior means, seed {result.details['seeds'][0]}", fontsize=9)
+        return fig
+
+    return update, choices

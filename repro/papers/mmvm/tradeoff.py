@@ -52,6 +52,7 @@ from repro.train import fit_stages
 __all__ = [
     "METRICS",
     "TradeoffResult",
+    "explore_index",
     "units",
     "train_point",
     "run",
@@ -85,6 +86,11 @@ class TradeoffResult:
             the verdicts of :func:`check_predictions`.
         source: which data was used.
         seconds: wall time of this call.
+        latents: the explorer's scatter: per method, per beta (``f"{beta:g}"``), per rat,
+            ``(n, 2)`` held-out posterior means of the first model seed, on at most
+            :data:`EXPLORE_POINTS` sub-windows evenly spaced in the test split (empty for a
+            result without them).
+        latent_label: ``(n,)`` the odors of those sub-windows (``None`` without them).
     """
 
     cfg: TradeoffConfig
@@ -93,6 +99,23 @@ class TradeoffResult:
     details: dict[str, object] = field(default_factory=dict)
     source: str = ""
     seconds: float = 0.0
+    latents: dict[str, dict[str, dict[str, torch.Tensor]]] = field(default_factory=dict)
+    latent_label: torch.Tensor | None = None
+
+
+EXPLORE_POINTS = 300  # held-out sub-windows kept per (method, beta) for the explorer's scatter
+
+
+def explore_index(n: int) -> torch.Tensor:
+    """The test sub-windows of the explorer's scatter: at most :data:`EXPLORE_POINTS`, spread.
+
+    Args:
+        n: held-out sub-windows.
+
+    Returns:
+        ``(min(n, EXPLORE_POINTS),)`` increasing indices (the split is ordered by odor).
+    """
+    return torch.linspace(0, n - 1, min(n, EXPLORE_POINTS)).round().long()
 
 
 def run(cfg: TradeoffConfig) -> TradeoffResult:
@@ -157,7 +180,9 @@ def train_point(cfg: TradeoffConfig, method: str, beta: float, seed: int) -> dic
 
     Returns:
         One record of :attr:`TradeoffResult.runs`: the coordinates, every metric of
-        :data:`METRICS` and ``train_samples_per_second``.
+        :data:`METRICS` and ``train_samples_per_second``; for the first model seed also
+        ``"means"``, the explorer's held-out posterior means (taken out of the record by
+        :func:`run`).
     """
     with default_dtype(torch.float32):
         set_threads(cfg.threads)
@@ -183,7 +208,7 @@ def train_point(cfg: TradeoffConfig, method: str, beta: float, seed: int) -> dic
         coh = cross_coherence(
             model, x_test, test.label.to(device), classifiers, torch.Generator().manual_seed(1)
         )
-        return {
+        record: dict[str, object] = {
             "method": method,
             "beta": beta,
             "seed": seed,
@@ -196,6 +221,10 @@ def train_point(cfg: TradeoffConfig, method: str, beta: float, seed: int) -> dic
             "across_rat_accuracy_in_sample": in_sample["all"],
             "train_samples_per_second": next(iter(hist.values())).samples_per_second,
         }
+        if seed == cfg.seed:
+            idx = explore_index(len(test))
+            record["means"] = {r: z_test[r][idx.to(z_test[r].device)].cpu() for r in RATS}
+        return record
 
 
 def _run(cfg: TradeoffConfig) -> TradeoffResult:
@@ -208,7 +237,12 @@ def _run(cfg: TradeoffConfig) -> TradeoffResult:
     clf = run_units(cfg.name, [Unit(CLASSIFIER_UNIT, train_classifiers, (cfg,))], **jobs)
     todo = units(cfg)
     done = run_units(cfg.name, todo, **jobs)
-    runs = [done[unit.name] for unit in todo]
+    latents: dict[str, dict[str, dict[str, torch.Tensor]]] = {}
+    for unit in todo:
+        if "means" in done[unit.name]:
+            _, method, beta, _ = unit.args
+            latents.setdefault(method, {})[f"{beta:g}"] = done[unit.name]["means"]
+    runs = [{k: v for k, v in done[unit.name].items() if k != "means"} for unit in todo]
     n_trials = int(torch.unique(test.trial).numel())
     metrics = aggregate(runs)
     details: dict[str, object] = {
@@ -228,6 +262,8 @@ def _run(cfg: TradeoffConfig) -> TradeoffResult:
         details=details,
         source=data.source,
         seconds=time.perf_counter() - tic,
+        latents=latents,
+        latent_label=test.label[explore_index(len(test))] if latents else None,
     )
 
 

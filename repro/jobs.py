@@ -59,6 +59,7 @@ __all__ = [
     "code_version",
     "unit_key",
     "result_path",
+    "load_cached",
     "resolve_executor",
     "run_units",
 ]
@@ -196,6 +197,19 @@ def _load(path: Path) -> tuple[bool, Any]:
     if not isinstance(blob, dict) or blob.get("format") != _RESULT_FORMAT:
         return False, None
     return True, blob["result"]
+
+
+def load_cached(figure: str, unit: Unit) -> tuple[bool, Any]:
+    """A finished unit's cached result, without running it (for views over a finished run).
+
+    Args:
+        figure: the figure's name (its cache folder).
+        unit: the unit.
+
+    Returns:
+        ``(True, result)``, or ``(False, None)`` when the unit has no usable cached result.
+    """
+    return _load(result_path(figure, unit))
 
 
 def _execute(figure: str, unit: Unit, path: str | None, threads: int) -> Any:

@@ -27,7 +27,7 @@ from repro.config import SMOKE_SIZE, TrainConfig
 from repro.data.polymnist import MODALITIES, MultimodalImages, polymnist
 from repro.flows import FlowPosterior
 from repro.io import atomic_torch_save
-from repro.jobs import Unit, run_units
+from repro.jobs import Unit, load_cached, run_units
 from repro.metrics.classifiers import DigitClassifier, accuracy, load_pretrained, train_classifiers
 from repro.metrics.coherence import conditional_coherence, joint_coherence, within_noise
 from repro.metrics.fid import fd_metric
@@ -54,6 +54,8 @@ __all__ = [
     "units",
     "train_unit",
     "load_trained",
+    "cached_classifiers",
+    "sampler_kwargs",
     "run",
     "run_benchmark",
     "check_predictions",
@@ -283,10 +285,15 @@ def train_classifier(cfg: CoherenceFIDConfig, modality: str) -> dict[str, torch.
         return {key: v.detach().cpu() for key, v in clf.state_dict().items()}
 
 
+def _pretrained(cfg: CoherenceFIDConfig) -> tuple[dict | None, str]:
+    """Sutter et al.'s classifiers under the data root (``None`` when absent), and the folder."""
+    folder = data_root() / ("TranslatedPolyMNIST" if cfg.data.translated else "PolyMNIST") / "clf"
+    return (load_pretrained(folder, MODALITIES) if folder.is_dir() else None), str(folder)
+
+
 def _classifiers(cfg: CoherenceFIDConfig, executor: str, progress: bool = True) -> tuple[dict, str]:
     """The five digit classifiers: Sutter et al.'s when present, else trained here (units)."""
-    folder = data_root() / ("TranslatedPolyMNIST" if cfg.data.translated else "PolyMNIST") / "clf"
-    pretrained = load_pretrained(folder, MODALITIES) if folder.is_dir() else None
+    pretrained, folder = _pretrained(cfg)
     if pretrained is not None:
         return pretrained, f"pretrained ({folder})"
     units = [Unit(f"classifier {m}", train_classifier, (cfg, m)) for m in MODALITIES]
@@ -302,6 +309,36 @@ def _classifiers(cfg: CoherenceFIDConfig, executor: str, progress: bool = True) 
     n = len(_classifier_data(cfg))
     epochs = 1 if cfg.smoke else cfg.classifier_epochs
     return out, f"trained here on {n} training tuples ({epochs} epochs)"
+
+
+def cached_classifiers(cfg: CoherenceFIDConfig) -> dict[str, DigitClassifier] | None:
+    """The run's five digit classifiers without training any: pretrained, or its cached units.
+
+    Args:
+        cfg: the experiment config of the run.
+
+    Returns:
+        ``{m: classifier}`` in eval mode on the CPU, or ``None`` when a classifier is neither
+        pretrained nor in the cache (the run was not done with this cache and code).
+    """
+    pretrained, _ = _pretrained(cfg)
+    if pretrained is not None:
+        return pretrained
+    out = {}
+    for m in MODALITIES:
+        found, state = load_cached(cfg.name, Unit(f"classifier {m}", train_classifier, (cfg, m)))
+        if not found:
+            return None
+        with default_dtype(torch.float32):
+            clf = DigitClassifier(3, SHAPE[1])
+        clf.load_state_dict(state)
+        out[m] = clf.eval()
+    return out
+
+
+def sampler_kwargs(cfg: CoherenceFIDConfig, model: MultimodalVAE) -> dict:
+    """The posterior sampler's settings the coherence uses for ``model`` (HMC for JNF)."""
+    return (SMOKE_HMC if cfg.smoke else dict(cfg.hmc)) if isinstance(model, JNF) else {}
 
 
 #: Relative run time of a model's unit (scheduling only: the pool starts the longest first).
@@ -385,7 +422,7 @@ def train_unit(cfg: CoherenceFIDConfig, name: str, seed: int) -> dict:
         model.eval()
         saved = _save_model(model, cfg, name, seed)
         n_joint = min(cfg.n_joint, SMOKE_SIZE) if cfg.smoke else cfg.n_joint
-        sampler = (SMOKE_HMC if cfg.smoke else dict(cfg.hmc)) if isinstance(model, JNF) else {}
+        sampler = sampler_kwargs(cfg, model)
         coh = conditional_coherence(
             model, test_dev.x, test_dev.label, classifiers,
             torch.Generator().manual_seed(seed + 1), **sampler,

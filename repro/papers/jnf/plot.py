@@ -271,3 +271,147 @@ def toy_explorer(result: ToyResult) -> tuple[Callable[..., Figure], dict[str, ex
 
 
 __all__ += ["toy_explorer"]
+
+
+def _subset_names(modalities: Sequence[str]) -> list[str]:
+    """The conditioning subsets of sizes ``1..M-1`` as ``"m0,m2"`` strings, by size."""
+    from itertools import combinations
+
+    return [",".join(s) for k in range(1, len(modalities)) for s in combinations(modalities, k)]
+
+
+def _message(ax: plt.Axes, text: str) -> None:
+    """Write ``text`` in the middle of an empty panel (a view without its cached inputs)."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=10,
+            color="firebrick", transform=ax.transAxes)  # fmt: skip
+    ax.axis("off")
+
+
+def conditional_explorer(
+    result: CoherenceFIDResult, n_tuples: int = 20
+) -> tuple[Callable[..., Figure], dict[str, explore.Choice]]:
+    """The explorer of the PolyMNIST benchmark: one model's conditional samples of a test tuple.
+
+    Pick a trained model (and seed), a conditioning subset and one of the first ``n_tuples``
+    test tuples: the row shows the tuple's observed inputs and, for every other modality, one
+    conditional sample decoded from ``q(z|x_S)``, with the digit its classifier predicts above
+    it (green: the tuple's digit, red: another); beside it, that model's coherence from the
+    chosen subset to each target (bars) and its mean at ``|S|`` inputs (dashed), from the
+    run's numbers. The models and classifiers are read from the cache
+    (:func:`repro.papers.jnf.coherence_fid.load_trained`,
+    :func:`repro.papers.jnf.coherence_fid.cached_classifiers`), never trained; when one is
+    absent the view says so in text. The samples use a generator seeded by the tuple's index,
+    so a view is reproducible. The ``coord`` cross-coherence figure uses it too.
+
+    Args:
+        result: the result of :func:`repro.papers.jnf.coherence_fid.run_benchmark`.
+        n_tuples: how many test tuples the slider offers (the first ones).
+
+    Returns:
+        ``(update, choices)`` for :func:`repro.explore.show`:
+        ``update(model=..., seed=..., inputs="m0", index=0)`` returns a figure of about
+        12 x 3 inches.
+    """
+    from repro.data.polymnist import MODALITIES
+    from repro.papers.jnf import coherence_fid as bench
+    from repro.runtime import default_dtype
+
+    cfg = result.cfg
+    names = list(result.per_seed)
+    seeds = sorted({s for runs in result.per_seed.values() for s in runs})
+    modalities = list(MODALITIES)
+    options = _subset_names(modalities)
+    n_shown = max(1, min(n_tuples, int(result.details.get("n_test", n_tuples))))
+    loaded: dict[str, object] = {}  # the test tuples, the classifiers and the last model
+
+    def inputs_of() -> tuple[object, object]:
+        if "test" not in loaded:
+            with default_dtype(torch.float32):
+                _, _, test = bench._data(cfg)  # the run's draw (seeded: the same tuples)
+            loaded["test"] = test.subset(torch.arange(min(n_shown, len(test))))
+            loaded["classifiers"] = bench.cached_classifiers(cfg)
+        return loaded["test"], loaded["classifiers"]
+
+    def model_of(name: str, seed: int) -> object:
+        key = f"{name}/{seed}"
+        if loaded.get("key") != key:
+            try:
+                loaded["model"] = bench.load_trained(cfg, name, seed)
+            except FileNotFoundError:
+                loaded["model"] = None
+            loaded["key"] = key
+        return loaded["model"]
+
+    def update(
+        model: str = names[0], seed: int = seeds[0], inputs: str = options[0], index: int = 0
+    ) -> Figure:
+        subset = inputs.split(",")
+        bad = sorted(set(subset) - set(modalities))
+        if bad:
+            raise ValueError(f"inputs {inputs!r} names unknown modalities {bad}")
+        targets = [m for m in modalities if m not in subset]
+        set_style()
+        fig = plt.figure(figsize=(12, 3.0), layout="constrained")
+        grid = fig.add_gridspec(1, len(modalities) + 1, width_ratios=[1] * len(modalities) + [2.4])
+        bars = fig.add_subplot(grid[0, len(modalities)])  # fig.axes[0]; the images follow
+        run = result.per_seed.get(model, {}).get(seed)
+        if run is None:
+            _message(bars, f"no result for {model} seed {seed} in this run")
+        else:
+            values = [run["per_subset"].get(f"{'+'.join(subset)}->{m}", float("nan"))
+                      for m in targets]  # fmt: skip
+            bars.bar(targets, values, color="tab:blue")
+            mean = run["by_size"].get(len(subset))
+            if mean is not None:
+                bars.axhline(mean, color="black", linestyle="--", linewidth=1,
+                             label=f"mean, {len(subset)} input(s): {mean:.2f}")  # fmt: skip
+                bars.legend(fontsize=8, loc="upper right")
+            bars.axhline(bench.CHANCE, color="grey", linestyle=":", linewidth=1)
+            bars.set(ylim=(0, 1.02), ylabel="coherence", title=f"coherence from {inputs}")
+        test, classifiers = inputs_of()
+        index = min(max(int(index), 0), len(test) - 1)
+        digit = int(test.label[index])
+        vae = model_of(model, seed) if run is not None else None
+        missing = []
+        if vae is None:
+            missing.append(f"no trained {model} seed {seed} in the cache")
+        if classifiers is None:
+            missing.append("no digit classifiers in the cache")
+        if missing:
+            text = "; ".join(missing) + ":\nrun the figure first with the same cache"
+            _message(fig.add_subplot(grid[0, : len(modalities)]), text)
+        else:
+            image_axes = [fig.add_subplot(grid[0, k]) for k in range(len(modalities))]
+            x = {m: test.x[m][index : index + 1] for m in subset}
+            g = torch.Generator().manual_seed(index)  # fixed: the same view every time
+            with torch.no_grad(), default_dtype(torch.float32):
+                out = vae.generate(x, subset, n=1, generator=g, **bench.sampler_kwargs(cfg, vae))
+                shown = {m: test.x[m][index] if m in subset else out[m][0, 0] for m in modalities}
+                pred = {m: int(classifiers[m](shown[m][None]).argmax(-1)) for m in targets}
+            for ax, m in zip(image_axes, modalities, strict=True):
+                ax.imshow(shown[m].clamp(0, 1).permute(1, 2, 0).numpy())
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if m in subset:
+                    ax.set_title(f"{m} (input)", fontsize=10)
+                else:
+                    ok = pred[m] == digit
+                    ax.set_title(f"{m}: {pred[m]}", fontsize=10,
+                                 color="tab:green" if ok else "firebrick")  # fmt: skip
+        fig.suptitle(
+            f"{model} seed {seed}: test tuple {index} (digit {digit}), inputs {inputs}; samples "
+            "of the other modalities, the classifier's digit above each",
+            fontsize=10,
+        )
+        return fig
+
+    choices = {
+        "model": explore.Choice("model", options=names),
+        "seed": explore.Choice("seed", options=seeds),
+        "inputs": explore.Choice("inputs", options=options),
+        "index": explore.Choice("test tuple", low=0, high=n_shown - 1),
+    }
+    return update, choices
+
+
+__all__ += ["conditional_explorer"]

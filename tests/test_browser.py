@@ -102,7 +102,8 @@ def _lab_root(tmp: Path) -> Path:
     shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")
     for nb in (REPO / "notebooks").glob("*.ipynb"):
         shutil.copy2(nb, root / "notebooks" / nb.name)
-    shutil.copytree(REPO / "notebooks" / "reference", root / "notebooks" / "reference")
+    if (REPO / "notebooks" / "reference").is_dir():
+        shutil.copytree(REPO / "notebooks" / "reference", root / "notebooks" / "reference")
     return root
 
 

@@ -300,6 +300,7 @@ class _ProgressView:
         self.offset, self.tail = 0, b""
         self.bars: dict[str, Any] = {}
         self.last_line: dict[str, float] = {}
+        self.first: dict[str, tuple[int, float]] = {}  # a stage's first epoch and train value
 
     def poll(self) -> None:
         try:
@@ -344,11 +345,31 @@ class _ProgressView:
         elif event == "unit-done":
             self._write(f"  {count} {desc}: done")
 
+    def _remember(self, desc: str, epoch: int, record: Mapping[str, Any]) -> None:
+        """Keep a stage's first epoch with a train value (a new run of the stage starts over)."""
+        first = self.first.get(desc)
+        if record.get("train") is not None and (first is None or epoch <= first[0]):
+            self.first[desc] = (epoch, float(record["train"]))
+
+    def _summary(self, desc: str, epoch: int, epochs: int, record: Mapping[str, Any]) -> str:
+        """The epoch line, and the train value's change since the stage's first epoch.
+
+        A large likelihood constant can hide every change at the shown precision (the mmvm
+        models print ``train -2119.0`` at every epoch), so the line says how far it moved.
+        """
+        text = _summary(epoch, epochs, record)
+        first = self.first.get(desc)
+        if record.get("train") is None or first is None or epoch <= first[0]:
+            return text
+        return f"{text}  [train {float(record['train']) - first[1]:+.4g} since epoch {first[0]}]"
+
     def _show_bar(
         self, desc: str, epoch: int, epochs: int, starting: bool, record: dict[str, Any]
     ) -> None:
         from tqdm.std import tqdm
 
+        if not starting:
+            self._remember(desc, epoch, record)
         bar = self.bars.get(desc)
         if bar is None or starting or bar.total != epochs or epoch < bar.n:
             if bar is not None:
@@ -369,16 +390,18 @@ class _ProgressView:
         if epoch >= epochs and not starting:  # the stage is over: one line instead of a bar
             bar.close()
             del self.bars[desc]
-            self._write(f"    {desc}: {_summary(epoch, epochs, record)}")
+            self._write(f"    {desc}: {self._summary(desc, epoch, epochs, record)}")
 
     def _show_line(
         self, desc: str, epoch: int, epochs: int, starting: bool, record: dict[str, Any]
     ) -> None:
         now = time.monotonic()
+        if not starting:
+            self._remember(desc, epoch, record)
         if starting:
             text = f"resuming after epoch {epoch}/{epochs}" if epoch else f"{epochs} epoch(s)"
         elif epoch == epochs or now - self.last_line.get(desc, -1e9) >= self.min_interval:
-            text = _summary(epoch, epochs, record)
+            text = self._summary(desc, epoch, epochs, record)
         else:
             return
         self.last_line[desc] = now

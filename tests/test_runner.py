@@ -170,7 +170,7 @@ def test_follow_progress_writes_one_line_per_update_on_a_pipe(tmp_path):
     lines = stream.getvalue().splitlines()
     assert lines[0] == "    stage 1: joint: 3 epoch(s)"
     assert lines[1].startswith("    stage 1: joint: epoch 1/3  train -5  val -6  (")
-    assert lines[2] == "    stage 1: joint: epoch 2/3  train -4  (1.0 s)"
+    assert lines[2] == "    stage 1: joint: epoch 2/3  train -4  (1.0 s)  [train +1 since epoch 1]"
     assert lines[3].startswith("    stage 1: joint: epoch 3/3  train -3  (")
     assert lines[4] == "    stage 2: resuming after epoch 4/9" and len(lines) == 5
     assert not path.exists() and train.PROGRESS_ENV not in os.environ
@@ -218,6 +218,7 @@ def test_follow_progress_shows_concurrent_stages_and_units(tmp_path):
     assert "A: train:  50%" in text and "B: train:  50%" in text  # two bars at once
     assert "train=-2119.4" in text  # large values keep a decimal: the change shows
     assert "    A: train: epoch 2/2  train -2118.9" in text
+    assert "[train +0.46 since epoch 1]" in text  # the change that the constant hides
     assert "  fig unit A: started" in text and "  [1/2] fig unit A: done" in text
 
 

@@ -103,6 +103,20 @@ def test_what_nbval_compares_does_not_depend_on_the_cpu(path):
             )
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_inline_figures_fit_jupyterlab_width(path):
+    """JupyterLab shows about 1,100 px of output at 100 % zoom: wider figures get scaled down."""
+    import base64
+    import struct
+
+    for cell in _load(path)["cells"]:
+        for output in cell.get("outputs", []):
+            png = output.get("data", {}).get("image/png")
+            if png:
+                width = struct.unpack(">I", base64.b64decode(png)[16:20])[0]  # IHDR width
+                assert width <= 1100, f"{path.name}: an inline figure is {width} px wide"
+
+
 @pytest.mark.parametrize("figure", sorted(FIGURES), ids=str)
 def test_every_figure_has_reference_values_with_tolerances(figure):
     ref = json.loads((ROOT / "notebooks" / "reference" / f"{figure}.quick.json").read_text())

@@ -45,7 +45,7 @@ def elbo_iterations(result: IterationsResult) -> Figure:
     set_style()
     gens = result.generations
     rows = [r for r in gens if r != "input"]
-    fig = plt.figure(figsize=(12, 4.2), layout="constrained")
+    fig = plt.figure(figsize=(10, 4.2), layout="constrained")
     grid = fig.add_gridspec(len(rows) + 1, 2, width_ratios=(1, 1.4))
     ax = fig.add_subplot(grid[:, 0])
     gain, source = result.metrics["elbo_gain"], result.metrics["source_elbo"]

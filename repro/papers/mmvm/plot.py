@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -54,7 +55,7 @@ def latents(result: LatentsResult) -> Figure:
     methods = list(result.means)
     rats = list(next(iter(result.means.values())))
     fig, axes = plt.subplots(
-        len(methods), len(rats) + 1, figsize=(12, 2.2 * len(methods) + 0.6),
+        len(methods), len(rats) + 1, figsize=(10, 2.0 * len(methods) + 0.6),
         layout="constrained", squeeze=False,
     )  # fmt: skip
     colours = [ODOR_COLOURS[int(k)] for k in result.label]
@@ -82,7 +83,9 @@ def latents(result: LatentsResult) -> Figure:
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=9)
     claims = result.details.get("paper_predictions", {})
-    verdict_text = "; ".join(f"{claim}: {verdict}" for claim, verdict in claims.items())
+    verdict_text = textwrap.fill(  # wrapped: a long line would widen the figure past Lab's width
+        "; ".join(f"{claim}: {verdict}" for claim, verdict in claims.items()), 120
+    )
     fig.suptitle(
         f"held-out posterior means ({result.source.split(':')[0]}, {result.cfg.profile} "
         "profile); probe accuracy (chance 0.25)" + (f"\n{verdict_text}" if verdict_text else ""),
